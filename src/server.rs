@@ -1,0 +1,62 @@
+//! Builds the Pingora server from a loaded config: the store, the gateway service and its
+//! listeners. Everything that can fail does so here, before a port is bound.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+
+use crate::config::Config;
+use crate::proxy::{Gateway, Snapshot};
+use crate::store::{RedbStore, Store};
+
+/// Starts serving `config` and never returns (Pingora owns the process from here; SIGTERM
+/// drains gracefully, SIGINT stops at once).
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let store = RedbStore::open(&config.server.data_dir).context("opening the store")?;
+    tracing::info!(path = %store.path().display(), "store open");
+    let store: Arc<dyn Store> = Arc::new(store);
+
+    let listen = config.server.listen.clone();
+    let threads = config.server.threads;
+    let public_url = config.server.public_url.clone();
+    let snapshot = Snapshot::new(config).map_err(anyhow::Error::msg)?;
+    for route in snapshot.router.routes() {
+        let u = &route.upstream;
+        tracing::info!(
+            upstream = %u.name,
+            url = %public_url.join(u.path.as_str()),
+            host = u.host.as_deref().unwrap_or("*"),
+            to = %format!("{}://{}{}", if u.url.tls { "https" } else { "http" }, u.url.authority, u.url.rewrite("")),
+            "route"
+        );
+    }
+
+    let conf = ServerConf {
+        threads,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(10),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let gateway = Gateway {
+        snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+        store,
+    };
+    let mut service =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "authgate");
+    for addr in &listen {
+        // Pingora binds lazily and panics on failure; bind-test first for a clean error.
+        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+        service.add_tcp(&addr.to_string());
+    }
+    server.add_service(service);
+    for addr in &listen {
+        tracing::info!(%addr, public_url = %public_url.as_str(), "authgate listening");
+    }
+    server.run_forever()
+}
