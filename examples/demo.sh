@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Starts the demo: the unmodified MCP "everything" server (Streamable HTTP, port 3001) and
+# authgate in front of it on port 8080 with examples/demo.toml. Ctrl-C stops both.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+if ! command -v cmake >/dev/null; then
+  echo "demo: cmake is needed to build pingora (apt-get install -y cmake)" >&2
+  exit 1
+fi
+if [ ! -x tests/e2e/node_modules/.bin/mcp-server-everything ]; then
+  echo "demo: installing the pinned MCP server from npm (tests/e2e)..." >&2
+  npm ci --prefix tests/e2e --silent
+fi
+cargo build --quiet --bin authgate
+
+PORT=3001 node tests/e2e/node_modules/@modelcontextprotocol/server-everything/dist/index.js streamableHttp \
+  >"${TMPDIR:-/tmp}/authgate-demo-mcp.log" 2>&1 &
+mcp_pid=$!
+trap 'kill $mcp_pid 2>/dev/null || true' EXIT INT TERM
+
+for _ in $(seq 1 50); do
+  (exec 3<>/dev/tcp/127.0.0.1/3001) 2>/dev/null && break
+  sleep 0.2
+done
+
+cat <<MSG
+
+  authgate demo
+  MCP server URL for your client:  http://127.0.0.1:8080/mcp
+  health:                          http://127.0.0.1:8080/healthz
+
+MSG
+target="${CARGO_TARGET_DIR:-$root/target}"
+"$target/debug/authgate" run --config examples/demo.toml

@@ -1,0 +1,147 @@
+//! Test harness: runs the real `authgate` binary on a loopback port with its own temp dir,
+//! waits for it to answer, and kills it on drop. Also picks free ports for upstreams.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `url` until it answers 2xx, or panics after `deadline`.
+pub async fn wait_http_ok(url: &str, deadline: Duration, what: &str) {
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = client.get(url).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "{what} did not become ready at {url} within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub struct Gateway {
+    pub child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Starts authgate with `config` (a TOML text in which `{port}` is replaced by the
+    /// gateway's port and `{data}` by a fresh data dir), waits for `/healthz`.
+    pub async fn start(config: &str) -> Self {
+        Self::start_with_env(config, &[]).await
+    }
+
+    pub async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = config
+            .replace("{port}", &port.to_string())
+            .replace("{data}", &dir.path().join("data").display().to_string());
+        let path = dir.path().join("authgate.toml");
+        std::fs::write(&path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_authgate"));
+        cmd.args(["--log-format", "json", "run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn authgate");
+        let mut gw = Self { child, port, dir };
+        let start = Instant::now();
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(r) = client.get(gw.url("/healthz")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            if let Ok(Some(status)) = gw.child.try_wait() {
+                panic!("authgate exited early with {status}:\n{}", gw.logs());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "authgate did not start:\n{}",
+                gw.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        gw
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("authgate.toml")
+    }
+
+    /// Everything authgate wrote to stderr so far.
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.dir.path().join("stderr.log")) {
+            f.read_to_string(&mut s).ok();
+        }
+        s
+    }
+
+    /// The JSON log lines with `target == authgate::access`.
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        self.logs()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "authgate::access")
+            .collect()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child process killed on drop (node servers and the like).
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The e2e npm packages; panics with how to install them when absent (tests must not skip).
+pub fn e2e_dir() -> PathBuf {
+    let dir = repo_root().join("tests/e2e");
+    assert!(
+        dir.join("node_modules/@modelcontextprotocol/sdk").exists(),
+        "the e2e npm packages are missing: run `npm ci --prefix tests/e2e` (tests/run.sh does)"
+    );
+    dir
+}

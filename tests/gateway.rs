@@ -1,0 +1,430 @@
+//! The gateway core against a real upstream written here: routing, path rewriting, header
+//! passthrough, streaming, and the gateway's own answers. Each test runs the real binary.
+
+mod common;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use axum::Router;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Notify};
+use tokio_stream::wrappers::ReceiverStream;
+
+use common::{free_port, Gateway};
+
+#[derive(Clone, Default)]
+struct Upstream {
+    /// The SSE handler waits on this between its first and second event.
+    release: Arc<Notify>,
+}
+
+/// Echoes what the upstream received, so tests can assert on it through the gateway.
+async fn echo(req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    let headers: serde_json::Map<String, Value> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                json!(v.to_str().unwrap_or("<binary>")),
+            )
+        })
+        .collect();
+    let seen = json!({
+        "method": parts.method.as_str(),
+        "path": parts.uri.path(),
+        "query": parts.uri.query(),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    });
+    (
+        [
+            ("mcp-session-id", "upstream-session-1"),
+            ("content-type", "application/json"),
+        ],
+        seen.to_string(),
+    )
+        .into_response()
+}
+
+fn sse_response(rx: mpsc::Receiver<Result<Bytes, Infallible>>) -> Response {
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(ReceiverStream::new(rx)))
+        .unwrap()
+}
+
+/// POST answered with an SSE stream: one event, then waits for the test to say it has seen
+/// that event, then a second event and the end. A buffering proxy deadlocks this.
+async fn sse(State(up): State<Upstream>) -> Response {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let _ = tx.send(Ok(Bytes::from("id: 1\ndata: {\"n\":1}\n\n"))).await;
+        up.release.notified().await;
+        let _ = tx.send(Ok(Bytes::from("id: 2\ndata: {\"n\":2}\n\n"))).await;
+    });
+    sse_response(rx)
+}
+
+/// GET stream that sends one event and then stays open.
+async fn get_stream(headers: HeaderMap) -> Response {
+    let (tx, rx) = mpsc::channel(4);
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none")
+        .to_string();
+    tokio::spawn(async move {
+        let _ = tx
+            .send(Ok(Bytes::from(format!(
+                "data: {{\"resumed_after\":\"{last}\"}}\n\n"
+            ))))
+            .await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(tx);
+    });
+    sse_response(rx)
+}
+
+async fn slow() -> &'static str {
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    "too late"
+}
+
+async fn not_allowed() -> Response {
+    (StatusCode::METHOD_NOT_ALLOWED, [("allow", "POST")], "").into_response()
+}
+
+async fn start_upstream() -> (u16, Upstream) {
+    let up = Upstream::default();
+    let app = Router::new()
+        .route("/mcp/sse", post(sse))
+        .route("/mcp/slow", any(slow))
+        .route("/mcp/stream", axum::routing::get(get_stream))
+        .route("/mcp/no-get", axum::routing::get(not_allowed).post(echo))
+        .fallback(any(echo))
+        .with_state(up.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (port, up)
+}
+
+/// Sends `request` as raw bytes and returns the response as text.
+async fn raw_request(port: u16, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn config(upstream_port: u16, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:{{port}}"]
+public_url = "http://127.0.0.1:{{port}}"
+data_dir = "{{data}}"
+threads = 2
+
+[[upstream]]
+name = "main"
+path = "/mcp"
+url = "http://127.0.0.1:{upstream_port}/mcp"
+idle_timeout = "1s"
+
+[[upstream]]
+name = "renamed"
+path = "/tools/v1"
+url = "http://127.0.0.1:{upstream_port}/mcp"
+
+[[upstream]]
+name = "vhost"
+path = "/mcp"
+host = "mcp.example"
+url = "http://127.0.0.1:{upstream_port}/vhost"
+{extra}
+"#
+    )
+}
+
+#[tokio::test]
+async fn health_ready_and_unknown_paths() {
+    let (port, _up) = start_upstream().await;
+    let gw = Gateway::start(&config(port, "")).await;
+    let client = reqwest::Client::new();
+
+    let r = client.get(gw.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ok");
+    let r = client.get(gw.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ready");
+
+    for path in ["/", "/nothing", "/mcpx", "/tools"] {
+        let r = client.post(gw.url(path)).body("{}").send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "not_found");
+    }
+    // Sent raw: HTTP clients normalise dot segments away before sending.
+    for path in ["/mcp/%2e%2e/admin", "/mcp/../admin"] {
+        let head = raw_request(
+            gw.port,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(head.starts_with("HTTP/1.1 400"), "{path}: {head}");
+    }
+    // The store file exists in the configured data dir.
+    assert!(gw.dir.path().join("data/authgate.redb").exists());
+}
+
+#[tokio::test]
+async fn proxies_with_rewrite_and_mcp_headers_both_ways() {
+    let (port, _up) = start_upstream().await;
+    let gw = Gateway::start(&config(port, "")).await;
+    let client = reqwest::Client::new();
+
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let r = client
+        .post(gw.url("/tools/v1/sub?x=1&code=SECRETCODE"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", "client-session-7")
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("x-forwarded-for", "6.6.6.6")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["mcp-session-id"], "upstream-session-1");
+    let seen: Value = r.json().await.unwrap();
+    assert_eq!(seen["method"], "POST");
+    assert_eq!(seen["path"], "/mcp/sub");
+    assert_eq!(seen["query"], "x=1&code=SECRETCODE");
+    assert_eq!(seen["body"], body);
+    let h = &seen["headers"];
+    assert_eq!(h["mcp-session-id"], "client-session-7");
+    assert_eq!(h["mcp-protocol-version"], "2025-11-25");
+    assert_eq!(h["host"], format!("127.0.0.1:{port}"));
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], format!("127.0.0.1:{}", gw.port));
+
+    // The route root maps onto the upstream path itself; DELETE passes with its session id.
+    let r = client
+        .delete(gw.url("/tools/v1"))
+        .header("mcp-session-id", "client-session-7")
+        .send()
+        .await
+        .unwrap();
+    let seen: Value = r.json().await.unwrap();
+    assert_eq!(seen["method"], "DELETE");
+    assert_eq!(seen["path"], "/mcp");
+    assert_eq!(seen["headers"]["mcp-session-id"], "client-session-7");
+
+    // Host-specific route wins for its host, the any-host route for others.
+    let r = client
+        .post(gw.url("/mcp"))
+        .header("host", "MCP.example:1234")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["path"], "/vhost");
+    let r = client
+        .post(gw.url("/mcp/"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["path"], "/mcp/");
+
+    // An upstream 405 with its Allow header reaches the client unchanged.
+    let r = client.get(gw.url("/mcp/no-get")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+
+    // One access-log line per request, with no query string and no header values.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = gw.access_log();
+    let line = log
+        .iter()
+        .find(|l| l["path"] == "/tools/v1/sub")
+        .unwrap_or_else(|| panic!("no access log line in:\n{}", gw.logs()));
+    assert_eq!(line["method"], "POST");
+    assert_eq!(line["upstream"], "renamed");
+    assert_eq!(line["route"], "/tools/v1");
+    assert_eq!(line["status"], 200);
+    assert!(line["duration_ms"].as_f64().is_some());
+    let logs = gw.logs();
+    assert!(
+        !logs.contains("SECRETCODE"),
+        "query string leaked into logs:\n{logs}"
+    );
+    assert!(
+        !logs.contains("client-session-7"),
+        "header value leaked into logs"
+    );
+}
+
+#[tokio::test]
+async fn sse_reaches_the_client_event_by_event() {
+    let (port, up) = start_upstream().await;
+    let gw = Gateway::start(&config(port, "")).await;
+    let client = reqwest::Client::new();
+
+    let r = client
+        .post(gw.url("/mcp/sse"))
+        .header("accept", "text/event-stream")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut stream = r.bytes_stream();
+    let mut got = String::new();
+    // The upstream will not send (or finish) until we have seen event 1 through the gateway.
+    while !got.contains("\"n\":1") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect(
+                "first event did not arrive while the upstream stream was still open: buffered?",
+            )
+            .expect("stream ended early")
+            .unwrap();
+        got.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(!got.contains("\"n\":2"));
+    up.release.notify_one();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .unwrap()
+    {
+        got.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    assert!(got.contains("id: 2\ndata: {\"n\":2}"), "{got}");
+}
+
+#[tokio::test]
+async fn get_stream_is_held_open_and_resumption_header_passes() {
+    let (port, _up) = start_upstream().await;
+    // The stream idles longer than `main`'s 1s idle timeout would allow, so use `renamed`.
+    let gw = Gateway::start(&config(port, "")).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .get(gw.url("/tools/v1/stream"))
+        .header("accept", "text/event-stream")
+        .header("last-event-id", "ev-41")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut stream = r.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("\"resumed_after\":\"ev-41\""));
+    // Still open: nothing more, and no end of stream, for a while.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), stream.next())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn unreachable_and_slow_upstreams_get_json_errors() {
+    let (port, _up) = start_upstream().await;
+    let dead = free_port();
+    let extra = format!(
+        "[[upstream]]\nname = \"dead\"\npath = \"/dead\"\nurl = \"http://127.0.0.1:{dead}/mcp\"\n"
+    );
+    let gw = Gateway::start(&config(port, &extra)).await;
+    let client = reqwest::Client::new();
+
+    let r = client
+        .post(gw.url("/dead"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "upstream_unavailable"
+    );
+
+    let started = std::time::Instant::now();
+    let r = client
+        .post(gw.url("/mcp/slow"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "upstream_timeout"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the 1s idle timeout did not apply"
+    );
+
+    // The gateway is still healthy afterwards.
+    assert_eq!(
+        client
+            .get(gw.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn refuses_to_start_on_a_bad_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[server]\npublic_url = \"http://127.0.0.1:1\"\n[[upstream]]\nname = \"a\"\npath = \"/a\"\nurl = \"${AUTHGATE_TEST_UNSET}\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove("AUTHGATE_TEST_UNSET")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "bad.toml:6:7: upstream[0].url: environment variable `AUTHGATE_TEST_UNSET` is not set"
+        ),
+        "{stderr}"
+    );
+}
