@@ -238,7 +238,9 @@ fn no_upstream_is_an_error() {
 fn shipped_examples_parse() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut seen = 0;
-    let entries = std::fs::read_dir(root.join("examples")).unwrap().chain(std::fs::read_dir(root.join("config")).unwrap());
+    let entries = std::fs::read_dir(root.join("examples"))
+        .unwrap()
+        .chain(std::fs::read_dir(root.join("config")).unwrap());
     for entry in entries {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
