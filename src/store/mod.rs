@@ -1,12 +1,17 @@
 //! Persistent state behind one trait, so the embedded redb backend and a shared database for
-//! several replicas can serve the same gateway code. Records and methods are named in
-//! protocol words; backends decide how to keep them.
+//! several replicas can serve the same OAuth code. Methods are named in protocol words and
+//! each is atomic; secrets are only ever passed in as their sha256 ([`SecretHash`]).
 
+mod cache;
+mod records;
 mod redb;
 
 use async_trait::async_trait;
 
+pub use self::cache::Cached;
+pub use self::records::*;
 pub use self::redb::RedbStore;
+pub use crate::crypto::SecretHash;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -20,4 +25,45 @@ pub enum StoreError {
 pub trait Store: Send + Sync + 'static {
     /// Cheap proof that the store answers reads (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn put_client(&self, client: ClientRecord) -> Result<(), StoreError>;
+    async fn get_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError>;
+
+    async fn put_code(&self, code: SecretHash, record: CodeRecord) -> Result<(), StoreError>;
+    /// Removes the code and remembers it was used, in one transaction: a second call for the
+    /// same code answers `Replayed` with the grant the first one created.
+    async fn take_code(&self, code: SecretHash, now: u64) -> Result<TakenCode, StoreError>;
+
+    /// Creates a grant with its first access and refresh tokens, atomically.
+    async fn issue(&self, grant: GrantRecord, tokens: NewTokens) -> Result<(), StoreError>;
+    /// Exchanges a refresh token for new tokens of the same grant. A refresh token presented
+    /// again after its rotation revokes the whole grant (`Reused`).
+    /// Refuses (`Invalid`, nothing changed) when the grant belongs to another client.
+    async fn rotate_refresh(
+        &self,
+        old: SecretHash,
+        client_id: &str,
+        tokens: NewTokens,
+        now: u64,
+    ) -> Result<Rotation, StoreError>;
+
+    async fn find_access(
+        &self,
+        token: SecretHash,
+        now: u64,
+    ) -> Result<Option<AccessRecord>, StoreError>;
+    async fn find_refresh(
+        &self,
+        token: SecretHash,
+        now: u64,
+    ) -> Result<Option<(RefreshRecord, GrantRecord)>, StoreError>;
+
+    /// Revokes a grant and every token it issued; returns the access-token hashes removed.
+    async fn revoke_grant(&self, grant_id: &str) -> Result<Vec<SecretHash>, StoreError>;
+    /// Revokes one token (RFC 7009): an access token alone, or a refresh token with its grant.
+    /// Returns the access-token hashes removed; unknown tokens are not an error.
+    async fn revoke_token(&self, token: SecretHash) -> Result<Vec<SecretHash>, StoreError>;
+
+    async fn get_consent(&self, key: &str) -> Result<Option<ConsentRecord>, StoreError>;
+    async fn put_consent(&self, key: &str, record: ConsentRecord) -> Result<(), StoreError>;
 }

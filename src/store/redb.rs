@@ -1,18 +1,35 @@
 //! The embedded store: one redb file in the data directory. redb commits are durable
 //! (fsync'd) before `commit()` returns, so an acknowledged write survives `kill -9`.
+//! Keys of secret-bearing tables are sha256 hashes; the file never holds a usable secret.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use ::redb::{
+    Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
-use super::{Store, StoreError};
+use super::*;
 
 /// The schema this build writes. Bump it, with a migration, whenever a table changes shape.
 pub const SCHEMA_VERSION: u32 = 1;
 
 const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
+const CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("clients");
+const CODES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("codes");
+/// Redeemed codes → the grant they created, to detect replays.
+const USED_CODES: TableDefinition<&[u8; 32], (&str, u64)> = TableDefinition::new("used_codes");
+const GRANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("grants");
+const ACCESS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("access_tokens");
+const REFRESH: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("refresh_tokens");
+/// grant id → hashes of every access and refresh token it issued.
+const GRANT_TOKENS: MultimapTableDefinition<&str, &[u8; 32]> =
+    MultimapTableDefinition::new("grant_tokens");
+const CONSENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("consents");
 
 pub struct RedbStore {
     db: Arc<Database>,
@@ -21,6 +38,14 @@ pub struct RedbStore {
 
 fn io(e: impl std::fmt::Display) -> StoreError {
     StoreError::Io(e.to_string())
+}
+
+fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("records serialize")
+}
+
+fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(b).map_err(|e| io(format!("corrupt record: {e}")))
 }
 
 impl RedbStore {
@@ -47,6 +72,15 @@ impl RedbStore {
                     meta.insert("schema_version", SCHEMA_VERSION).map_err(io)?;
                 }
             }
+            // Create every table up front so read transactions never meet a missing one.
+            txn.open_table(CLIENTS).map_err(io)?;
+            txn.open_table(CODES).map_err(io)?;
+            txn.open_table(USED_CODES).map_err(io)?;
+            txn.open_table(GRANTS).map_err(io)?;
+            txn.open_table(ACCESS).map_err(io)?;
+            txn.open_table(REFRESH).map_err(io)?;
+            txn.open_multimap_table(GRANT_TOKENS).map_err(io)?;
+            txn.open_table(CONSENTS).map_err(io)?;
         }
         txn.commit().map_err(io)?;
         Ok(Self {
@@ -58,52 +92,315 @@ impl RedbStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Runs `f` on a blocking thread (redb is synchronous and its commits fsync).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(io)?
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(io)?;
+            let out = f(&txn)?;
+            txn.commit().map_err(io)?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// Deletes a grant and all its tokens inside `txn`; returns the access-token hashes removed.
+fn revoke_grant_in(txn: &WriteTransaction, grant_id: &str) -> Result<Vec<SecretHash>, StoreError> {
+    let mut grants = txn.open_table(GRANTS).map_err(io)?;
+    let mut access = txn.open_table(ACCESS).map_err(io)?;
+    let mut refresh = txn.open_table(REFRESH).map_err(io)?;
+    let mut links = txn.open_multimap_table(GRANT_TOKENS).map_err(io)?;
+    grants.remove(grant_id).map_err(io)?;
+    let mut removed = Vec::new();
+    let hashes: Vec<[u8; 32]> = links
+        .remove_all(grant_id)
+        .map_err(io)?
+        .map(|h| h.map(|h| *h.value()).map_err(io))
+        .collect::<Result<_, _>>()?;
+    for h in hashes {
+        if access.remove(&h).map_err(io)?.is_some() {
+            removed.push(SecretHash(h));
+        }
+        refresh.remove(&h).map_err(io)?;
+    }
+    Ok(removed)
+}
+
+fn insert_tokens(
+    txn: &WriteTransaction,
+    grant: &GrantRecord,
+    t: &NewTokens,
+) -> Result<(), StoreError> {
+    let mut access = txn.open_table(ACCESS).map_err(io)?;
+    let mut refresh = txn.open_table(REFRESH).map_err(io)?;
+    let mut links = txn.open_multimap_table(GRANT_TOKENS).map_err(io)?;
+    let a = AccessRecord {
+        grant_id: grant.grant_id.clone(),
+        client_id: grant.client_id.clone(),
+        identity: grant.identity.clone(),
+        scopes: grant.scopes.clone(),
+        upstream: grant.upstream.clone(),
+        expires_at: t.access_expires_at,
+    };
+    let r = RefreshRecord {
+        grant_id: grant.grant_id.clone(),
+        expires_at: t.refresh_expires_at,
+        rotated_at: None,
+    };
+    access.insert(&t.access.0, enc(&a).as_slice()).map_err(io)?;
+    refresh
+        .insert(&t.refresh.0, enc(&r).as_slice())
+        .map_err(io)?;
+    links
+        .insert(grant.grant_id.as_str(), &t.access.0)
+        .map_err(io)?;
+    links
+        .insert(grant.grant_id.as_str(), &t.refresh.0)
+        .map_err(io)?;
+    Ok(())
 }
 
 #[async_trait]
 impl Store for RedbStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
+        self.blocking(|db| {
             let txn = db.begin_read().map_err(io)?;
             let meta = txn.open_table(META).map_err(io)?;
             meta.get("schema_version").map_err(io)?;
             Ok(())
         })
         .await
-        .map_err(io)?
+    }
+
+    async fn put_client(&self, client: ClientRecord) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            let mut t = txn.open_table(CLIENTS).map_err(io)?;
+            t.insert(client.client_id.as_str(), enc(&client).as_slice())
+                .map_err(io)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        let id = client_id.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(io)?;
+            let t = txn.open_table(CLIENTS).map_err(io)?;
+            t.get(id.as_str())
+                .map_err(io)?
+                .map(|v| dec(v.value()))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn put_code(&self, code: SecretHash, record: CodeRecord) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            let mut t = txn.open_table(CODES).map_err(io)?;
+            t.insert(&code.0, enc(&record).as_slice()).map_err(io)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_code(&self, code: SecretHash, now: u64) -> Result<TakenCode, StoreError> {
+        self.write(move |txn| {
+            let mut codes = txn.open_table(CODES).map_err(io)?;
+            let mut used = txn.open_table(USED_CODES).map_err(io)?;
+            if let Some(prev) = used.get(&code.0).map_err(io)? {
+                return Ok(TakenCode::Replayed {
+                    grant_id: prev.value().0.to_string(),
+                });
+            }
+            let Some(raw) = codes.remove(&code.0).map_err(io)? else {
+                return Ok(TakenCode::Unknown);
+            };
+            let record: CodeRecord = dec(raw.value())?;
+            drop(raw);
+            used.insert(&code.0, (record.grant_id.as_str(), record.expires_at))
+                .map_err(io)?;
+            if record.expires_at <= now {
+                return Ok(TakenCode::Unknown);
+            }
+            Ok(TakenCode::Fresh(Box::new(record)))
+        })
+        .await
+    }
+
+    async fn issue(&self, grant: GrantRecord, tokens: NewTokens) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            {
+                let mut grants = txn.open_table(GRANTS).map_err(io)?;
+                grants
+                    .insert(grant.grant_id.as_str(), enc(&grant).as_slice())
+                    .map_err(io)?;
+            }
+            insert_tokens(txn, &grant, &tokens)
+        })
+        .await
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old: SecretHash,
+        client_id: &str,
+        tokens: NewTokens,
+        now: u64,
+    ) -> Result<Rotation, StoreError> {
+        let client_id = client_id.to_string();
+        self.write(move |txn| {
+            let record: RefreshRecord = {
+                let refresh = txn.open_table(REFRESH).map_err(io)?;
+                let Some(raw) = refresh.get(&old.0).map_err(io)? else {
+                    return Ok(Rotation::Invalid);
+                };
+                dec(raw.value())?
+            };
+            if record.rotated_at.is_some() {
+                let revoked = revoke_grant_in(txn, &record.grant_id)?;
+                return Ok(Rotation::Reused {
+                    grant_id: record.grant_id,
+                    revoked,
+                });
+            }
+            if record.expires_at <= now {
+                return Ok(Rotation::Invalid);
+            }
+            let grant: GrantRecord = {
+                let grants = txn.open_table(GRANTS).map_err(io)?;
+                let Some(raw) = grants.get(record.grant_id.as_str()).map_err(io)? else {
+                    return Ok(Rotation::Invalid);
+                };
+                dec(raw.value())?
+            };
+            if grant.client_id != client_id {
+                return Ok(Rotation::Invalid);
+            }
+            {
+                let mut refresh = txn.open_table(REFRESH).map_err(io)?;
+                let rotated = RefreshRecord {
+                    rotated_at: Some(now),
+                    ..record
+                };
+                refresh
+                    .insert(&old.0, enc(&rotated).as_slice())
+                    .map_err(io)?;
+            }
+            insert_tokens(txn, &grant, &tokens)?;
+            Ok(Rotation::Rotated(grant))
+        })
+        .await
+    }
+
+    async fn find_access(
+        &self,
+        token: SecretHash,
+        now: u64,
+    ) -> Result<Option<AccessRecord>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(io)?;
+            let t = txn.open_table(ACCESS).map_err(io)?;
+            let Some(raw) = t.get(&token.0).map_err(io)? else {
+                return Ok(None);
+            };
+            let rec: AccessRecord = dec(raw.value())?;
+            Ok((rec.expires_at > now).then_some(rec))
+        })
+        .await
+    }
+
+    async fn find_refresh(
+        &self,
+        token: SecretHash,
+        now: u64,
+    ) -> Result<Option<(RefreshRecord, GrantRecord)>, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(io)?;
+            let refresh = txn.open_table(REFRESH).map_err(io)?;
+            let Some(raw) = refresh.get(&token.0).map_err(io)? else {
+                return Ok(None);
+            };
+            let rec: RefreshRecord = dec(raw.value())?;
+            if rec.expires_at <= now || rec.rotated_at.is_some() {
+                return Ok(None);
+            }
+            let grants = txn.open_table(GRANTS).map_err(io)?;
+            let Some(g) = grants.get(rec.grant_id.as_str()).map_err(io)? else {
+                return Ok(None);
+            };
+            Ok(Some((rec, dec(g.value())?)))
+        })
+        .await
+    }
+
+    async fn revoke_grant(&self, grant_id: &str) -> Result<Vec<SecretHash>, StoreError> {
+        let id = grant_id.to_string();
+        self.write(move |txn| revoke_grant_in(txn, &id)).await
+    }
+
+    async fn revoke_token(&self, token: SecretHash) -> Result<Vec<SecretHash>, StoreError> {
+        self.write(move |txn| {
+            let grant_of_refresh = {
+                let refresh = txn.open_table(REFRESH).map_err(io)?;
+                let found = refresh.get(&token.0).map_err(io)?;
+                match found {
+                    Some(raw) => Some(dec::<RefreshRecord>(raw.value())?.grant_id),
+                    None => None,
+                }
+            };
+            if let Some(grant_id) = grant_of_refresh {
+                return revoke_grant_in(txn, &grant_id);
+            }
+            let mut access = txn.open_table(ACCESS).map_err(io)?;
+            let removed = access.remove(&token.0).map_err(io)?;
+            Ok(match removed {
+                Some(_) => vec![token],
+                None => Vec::new(),
+            })
+        })
+        .await
+    }
+
+    async fn get_consent(&self, key: &str) -> Result<Option<ConsentRecord>, StoreError> {
+        let key = key.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(io)?;
+            let t = txn.open_table(CONSENTS).map_err(io)?;
+            t.get(key.as_str())
+                .map_err(io)?
+                .map(|v| dec(v.value()))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn put_consent(&self, key: &str, record: ConsentRecord) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.write(move |txn| {
+            let mut t = txn.open_table(CONSENTS).map_err(io)?;
+            t.insert(key.as_str(), enc(&record).as_slice())
+                .map_err(io)?;
+            Ok(())
+        })
+        .await
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn opens_twice_and_answers_ping() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let s = RedbStore::open(dir.path()).unwrap();
-            s.ping().await.unwrap();
-            assert!(s.path().exists());
-        }
-        let s = RedbStore::open(dir.path()).unwrap();
-        s.ping().await.unwrap();
-    }
-
-    #[test]
-    fn refuses_a_newer_schema() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let db = Database::create(dir.path().join("authgate.redb")).unwrap();
-            let txn = db.begin_write().unwrap();
-            txn.open_table(META)
-                .unwrap()
-                .insert("schema_version", SCHEMA_VERSION + 1)
-                .unwrap();
-            txn.commit().unwrap();
-        }
-        let err = RedbStore::open(dir.path()).err().expect("must refuse");
-        assert!(matches!(err, StoreError::SchemaTooNew { .. }), "{err}");
-    }
-}
+#[path = "redb_tests.rs"]
+mod tests;

@@ -1,0 +1,130 @@
+//! The hot path's memory: access-token records cached in process in front of any backend.
+//! Every revocation goes through this decorator, so a revoked token leaves the cache in the
+//! same call that removes it from the store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+
+use super::*;
+
+/// Entries kept before the cache starts over (a cold start costs one store read per token).
+const MAX_ENTRIES: usize = 1 << 20;
+
+pub struct Cached {
+    inner: Arc<dyn Store>,
+    access: RwLock<HashMap<SecretHash, Arc<AccessRecord>>>,
+}
+
+impl Cached {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            access: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The bearer check: one hash (done by the caller), one map hit; the store on a miss.
+    pub async fn authenticate(
+        &self,
+        token: SecretHash,
+        now: u64,
+    ) -> Result<Option<Arc<AccessRecord>>, StoreError> {
+        if let Some(rec) = self.access.read().expect("cache lock").get(&token) {
+            if rec.expires_at > now {
+                return Ok(Some(rec.clone()));
+            }
+        }
+        let Some(rec) = self.inner.find_access(token, now).await? else {
+            return Ok(None);
+        };
+        let rec = Arc::new(rec);
+        let mut map = self.access.write().expect("cache lock");
+        if map.len() >= MAX_ENTRIES {
+            map.clear();
+        }
+        map.insert(token, rec.clone());
+        Ok(Some(rec))
+    }
+
+    fn evict(&self, hashes: &[SecretHash]) {
+        if hashes.is_empty() {
+            return;
+        }
+        let mut map = self.access.write().expect("cache lock");
+        for h in hashes {
+            map.remove(h);
+        }
+    }
+}
+
+#[async_trait]
+impl Store for Cached {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn put_client(&self, client: ClientRecord) -> Result<(), StoreError> {
+        self.inner.put_client(client).await
+    }
+    async fn get_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        self.inner.get_client(client_id).await
+    }
+    async fn put_code(&self, code: SecretHash, record: CodeRecord) -> Result<(), StoreError> {
+        self.inner.put_code(code, record).await
+    }
+    async fn take_code(&self, code: SecretHash, now: u64) -> Result<TakenCode, StoreError> {
+        self.inner.take_code(code, now).await
+    }
+    async fn issue(&self, grant: GrantRecord, tokens: NewTokens) -> Result<(), StoreError> {
+        self.inner.issue(grant, tokens).await
+    }
+    async fn rotate_refresh(
+        &self,
+        old: SecretHash,
+        client_id: &str,
+        tokens: NewTokens,
+        now: u64,
+    ) -> Result<Rotation, StoreError> {
+        let out = self
+            .inner
+            .rotate_refresh(old, client_id, tokens, now)
+            .await?;
+        if let Rotation::Reused { revoked, .. } = &out {
+            self.evict(revoked);
+        }
+        Ok(out)
+    }
+    async fn find_access(
+        &self,
+        token: SecretHash,
+        now: u64,
+    ) -> Result<Option<AccessRecord>, StoreError> {
+        Ok(self.authenticate(token, now).await?.map(|r| (*r).clone()))
+    }
+    async fn find_refresh(
+        &self,
+        token: SecretHash,
+        now: u64,
+    ) -> Result<Option<(RefreshRecord, GrantRecord)>, StoreError> {
+        self.inner.find_refresh(token, now).await
+    }
+    async fn revoke_grant(&self, grant_id: &str) -> Result<Vec<SecretHash>, StoreError> {
+        let removed = self.inner.revoke_grant(grant_id).await?;
+        self.evict(&removed);
+        Ok(removed)
+    }
+    async fn revoke_token(&self, token: SecretHash) -> Result<Vec<SecretHash>, StoreError> {
+        let removed = self.inner.revoke_token(token).await?;
+        self.evict(&removed);
+        // The token itself may be cached even if the backend no longer knew it.
+        self.evict(&[token]);
+        Ok(removed)
+    }
+    async fn get_consent(&self, key: &str) -> Result<Option<ConsentRecord>, StoreError> {
+        self.inner.get_consent(key).await
+    }
+    async fn put_consent(&self, key: &str, record: ConsentRecord) -> Result<(), StoreError> {
+        self.inner.put_consent(key, record).await
+    }
+}

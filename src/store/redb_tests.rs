@@ -1,0 +1,242 @@
+use super::*;
+use crate::identity::Identity;
+
+fn identity() -> Identity {
+    Identity {
+        provider: "local".into(),
+        subject: "alice".into(),
+        email: Some("alice@example.test".into()),
+        name: None,
+        groups: vec![],
+    }
+}
+
+fn grant(id: &str) -> GrantRecord {
+    GrantRecord {
+        grant_id: id.into(),
+        client_id: "c1".into(),
+        identity: identity(),
+        scopes: vec!["mcp:tools".into()],
+        upstream: "everything".into(),
+        resource: "http://127.0.0.1:8080/mcp".into(),
+        created_at: 100,
+    }
+}
+
+fn tokens(a: &str, r: &str) -> NewTokens {
+    NewTokens {
+        access: SecretHash::of(a),
+        access_expires_at: 1000,
+        refresh: SecretHash::of(r),
+        refresh_expires_at: 5000,
+    }
+}
+
+fn code(grant_id: &str, expires_at: u64) -> CodeRecord {
+    CodeRecord {
+        grant_id: grant_id.into(),
+        client_id: "c1".into(),
+        redirect_uri: "http://127.0.0.1/cb".into(),
+        code_challenge: "x".into(),
+        upstream: "everything".into(),
+        resource: "http://127.0.0.1:8080/mcp".into(),
+        scopes: vec![],
+        identity: identity(),
+        expires_at,
+    }
+}
+
+#[tokio::test]
+async fn opens_twice_and_answers_ping() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = RedbStore::open(dir.path()).unwrap();
+        s.ping().await.unwrap();
+        assert!(s.path().exists());
+    }
+    let s = RedbStore::open(dir.path()).unwrap();
+    s.ping().await.unwrap();
+}
+
+#[test]
+fn refuses_a_newer_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Database::create(dir.path().join("authgate.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("schema_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let err = RedbStore::open(dir.path()).err().expect("must refuse");
+    assert!(matches!(err, StoreError::SchemaTooNew { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn codes_are_single_use_and_replays_name_the_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = RedbStore::open(dir.path()).unwrap();
+    let h = SecretHash::of("code-1");
+    s.put_code(h, code("g1", 200)).await.unwrap();
+    assert!(
+        matches!(s.take_code(h, 150).await.unwrap(), TakenCode::Fresh(c) if c.grant_id == "g1")
+    );
+    assert!(
+        matches!(s.take_code(h, 150).await.unwrap(), TakenCode::Replayed { grant_id } if grant_id == "g1")
+    );
+    assert!(matches!(
+        s.take_code(SecretHash::of("nope"), 150).await.unwrap(),
+        TakenCode::Unknown
+    ));
+    let expired = SecretHash::of("code-2");
+    s.put_code(expired, code("g2", 200)).await.unwrap();
+    assert!(matches!(
+        s.take_code(expired, 200).await.unwrap(),
+        TakenCode::Unknown
+    ));
+}
+
+#[tokio::test]
+async fn rotation_and_reuse_revokes_the_family() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Cached::new(Arc::new(RedbStore::open(dir.path()).unwrap()));
+    s.issue(grant("g1"), tokens("a1", "r1")).await.unwrap();
+    assert!(s
+        .authenticate(SecretHash::of("a1"), 500)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(
+        s.authenticate(SecretHash::of("a1"), 1000)
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+
+    // Another client cannot use it, and the attempt changes nothing.
+    let other = s
+        .rotate_refresh(SecretHash::of("r1"), "c2", tokens("x", "y"), 600)
+        .await
+        .unwrap();
+    assert!(matches!(other, Rotation::Invalid));
+    let rotated = s
+        .rotate_refresh(SecretHash::of("r1"), "c1", tokens("a2", "r2"), 600)
+        .await
+        .unwrap();
+    assert!(matches!(rotated, Rotation::Rotated(g) if g.grant_id == "g1"));
+    assert!(s
+        .authenticate(SecretHash::of("a2"), 600)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(
+        s.find_refresh(SecretHash::of("r1"), 600)
+            .await
+            .unwrap()
+            .is_none(),
+        "rotated away"
+    );
+    assert!(s
+        .find_refresh(SecretHash::of("r2"), 600)
+        .await
+        .unwrap()
+        .is_some());
+
+    // r1 again: reuse → the whole family is gone, from the cache too.
+    let reused = s
+        .rotate_refresh(SecretHash::of("r1"), "c1", tokens("a3", "r3"), 700)
+        .await
+        .unwrap();
+    assert!(matches!(reused, Rotation::Reused { ref grant_id, .. } if grant_id == "g1"));
+    for a in ["a1", "a2", "a3"] {
+        assert!(
+            s.authenticate(SecretHash::of(a), 700)
+                .await
+                .unwrap()
+                .is_none(),
+            "{a}"
+        );
+    }
+    assert!(matches!(
+        s.rotate_refresh(SecretHash::of("r2"), "c1", tokens("a4", "r4"), 700)
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    ));
+}
+
+#[tokio::test]
+async fn revoking_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Cached::new(Arc::new(RedbStore::open(dir.path()).unwrap()));
+    s.issue(grant("g1"), tokens("a1", "r1")).await.unwrap();
+    s.issue(grant("g2"), tokens("b1", "q1")).await.unwrap();
+    assert!(s
+        .authenticate(SecretHash::of("a1"), 1)
+        .await
+        .unwrap()
+        .is_some());
+    // Access token alone.
+    s.revoke_token(SecretHash::of("a1")).await.unwrap();
+    assert!(s
+        .authenticate(SecretHash::of("a1"), 1)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .find_refresh(SecretHash::of("r1"), 1)
+        .await
+        .unwrap()
+        .is_some());
+    // Refresh token: the whole grant.
+    assert!(s
+        .authenticate(SecretHash::of("b1"), 1)
+        .await
+        .unwrap()
+        .is_some());
+    let removed = s.revoke_token(SecretHash::of("q1")).await.unwrap();
+    assert_eq!(removed, vec![SecretHash::of("b1")]);
+    assert!(s
+        .authenticate(SecretHash::of("b1"), 1)
+        .await
+        .unwrap()
+        .is_none());
+    // Unknown tokens are fine.
+    assert!(s
+        .revoke_token(SecretHash::of("zzz"))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn the_file_holds_no_usable_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = RedbStore::open(dir.path()).unwrap();
+        s.issue(
+            grant("g1"),
+            tokens("ag_at_SECRETACCESS", "ag_rt_SECRETREFRESH"),
+        )
+        .await
+        .unwrap();
+        s.put_code(SecretHash::of("ag_code_SECRETCODE"), code("g9", 99))
+            .await
+            .unwrap();
+    }
+    let bytes = std::fs::read(dir.path().join("authgate.redb")).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    for secret in ["SECRETACCESS", "SECRETREFRESH", "SECRETCODE"] {
+        assert!(!text.contains(secret), "{secret} stored in clear");
+    }
+    // And what was committed is there after reopening (durability across processes).
+    let s = RedbStore::open(dir.path()).unwrap();
+    assert!(s
+        .find_access(SecretHash::of("ag_at_SECRETACCESS"), 1)
+        .await
+        .unwrap()
+        .is_some());
+}
