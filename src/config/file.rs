@@ -13,6 +13,87 @@ pub struct FileConfig {
     pub server: Spanned<ServerSection>,
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<Spanned<UpstreamSection>>,
+    #[serde(default)]
+    pub auth: Option<Spanned<AuthSection>>,
+    #[serde(default, rename = "scope")]
+    pub scopes: Vec<Spanned<ScopeSection>>,
+    #[serde(default, rename = "provider")]
+    pub providers: Vec<Spanned<ProviderSection>>,
+    #[serde(default, rename = "client")]
+    pub clients: Vec<Spanned<ClientSection>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    pub session_key: Option<Text>,
+    pub access_token_ttl: Option<Text>,
+    pub refresh_token_ttl: Option<Text>,
+    pub code_ttl: Option<Text>,
+    pub session_ttl: Option<Text>,
+    pub login_ttl: Option<Text>,
+    pub registration: Option<Text>,
+    pub registration_token: Option<Text>,
+    #[serde(default)]
+    pub allow_custom_scheme_redirects: bool,
+    pub default_upstream: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeSection {
+    pub name: Text,
+    pub description: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSection {
+    pub id: Text,
+    pub kind: Text,
+    pub display_name: Option<Text>,
+    pub issuer: Option<Text>,
+    pub tenant: Option<Text>,
+    pub client_id: Option<Text>,
+    pub client_secret: Option<Text>,
+    pub scopes: Option<Vec<Text>>,
+    #[serde(default)]
+    pub users: Vec<Spanned<UserSection>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSection {
+    pub username: Text,
+    pub password_hash: Text,
+    pub email: Option<Text>,
+    pub name: Option<Text>,
+    #[serde(default)]
+    pub groups: Vec<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSection {
+    pub client_id: Text,
+    pub name: Option<Text>,
+    pub secret: Option<Text>,
+    pub redirect_uris: Spanned<Vec<Text>>,
+    pub scopes: Option<Vec<Text>>,
+    pub upstreams: Option<Vec<Text>>,
+    #[serde(default)]
+    pub trusted: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityHeadersSection {
+    pub user: Option<Text>,
+    pub email: Option<Text>,
+    pub name: Option<Text>,
+    pub groups: Option<Text>,
+    pub client_id: Option<Text>,
+    pub scopes: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,4 +124,9 @@ pub struct UpstreamSection {
     pub idle_timeout: Option<Text>,
     #[serde(default)]
     pub preserve_host: bool,
+    pub auth: Option<Text>,
+    #[serde(default)]
+    pub scopes: Vec<Text>,
+    #[serde(default)]
+    pub identity_headers: Option<Spanned<IdentityHeadersSection>>,
 }

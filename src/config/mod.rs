@@ -11,10 +11,7 @@ mod validate;
 use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use model::{
-    is_loopback_host, Config, PublicUrl, RoutePath, ServerConfig, Upstream, UpstreamName,
-    UpstreamUrl,
-};
+pub use model::*;
 pub use validate::RESERVED_PATHS;
 
 use error::Source;

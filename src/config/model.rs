@@ -13,6 +13,181 @@ pub struct Config {
     pub source: PathBuf,
     pub server: ServerConfig,
     pub upstreams: Vec<Upstream>,
+    pub auth: AuthConfig,
+    pub scopes: Vec<ScopeDef>,
+    pub providers: Vec<Provider>,
+    pub clients: Vec<Client>,
+}
+
+impl Config {
+    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
+        self.upstreams.iter().find(|u| u.name.as_str() == name)
+    }
+
+    pub fn client(&self, client_id: &str) -> Option<&Client> {
+        self.clients.iter().find(|c| c.client_id == client_id)
+    }
+
+    pub fn provider(&self, id: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.id == id)
+    }
+
+    /// The upstreams that require OAuth tokens.
+    pub fn protected_upstreams(&self) -> impl Iterator<Item = &Upstream> {
+        self.upstreams
+            .iter()
+            .filter(|u| u.auth == UpstreamAuth::OAuth)
+    }
+
+    /// The canonical resource URL of an upstream (RFC 8707 / RFC 9728 `resource`).
+    pub fn resource_url(&self, upstream: &Upstream) -> String {
+        match upstream.path.as_str() {
+            "/" => self.server.public_url.as_str().to_string(),
+            p => self.server.public_url.join(p),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// AES-256-GCM key for cookies and flow state; `None`: generated once into the data dir.
+    pub session_key: Option<[u8; 32]>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub code_ttl: Duration,
+    pub session_ttl: Duration,
+    /// How long a person has to finish login and consent.
+    pub login_ttl: Duration,
+    pub registration: Registration,
+    /// Accept private-use redirect schemes (`cursor://…`) at dynamic registration.
+    pub allow_custom_scheme_redirects: bool,
+    /// The upstream a token is for when a client names no `resource`.
+    pub default_upstream: Option<String>,
+}
+
+/// Who may use dynamic client registration (RFC 7591).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Registration {
+    Open,
+    /// Requires `Authorization: Bearer <initial access token>`; the sha256 of it.
+    Token(crate::crypto::SecretHash),
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScopeDef {
+    pub name: String,
+    pub description: String,
+}
+
+/// A configured upstream login.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    /// Used in URLs (`/login/<id>`, `/callback/<id>`) and as the identity's provider.
+    pub id: String,
+    pub display_name: String,
+    pub kind: ProviderKind,
+}
+
+#[derive(Clone)]
+pub enum ProviderKind {
+    /// Any OpenID Connect issuer (Google and Microsoft Entra are presets of this).
+    Oidc {
+        issuer: String,
+        client_id: String,
+        client_secret: String,
+        scopes: Vec<String>,
+    },
+    GitHub {
+        client_id: String,
+        client_secret: String,
+    },
+    Local {
+        users: Vec<LocalUser>,
+    },
+}
+
+impl std::fmt::Debug for ProviderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Oidc {
+                issuer, client_id, ..
+            } => write!(f, "Oidc({issuer}, {client_id}, [secret])"),
+            Self::GitHub { client_id, .. } => write!(f, "GitHub({client_id}, [secret])"),
+            Self::Local { users } => write!(f, "Local({} users)", users.len()),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct LocalUser {
+    pub username: String,
+    /// Argon2 PHC string (`authgate hash-password`).
+    pub password_hash: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub groups: Vec<String>,
+}
+
+/// A pre-registered OAuth client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    /// sha256 of the secret for confidential clients; `None`: public client.
+    pub secret: Option<crate::crypto::SecretHash>,
+    pub redirect_uris: Vec<String>,
+    /// Scopes it may get; `None`: any configured scope.
+    pub scopes: Option<Vec<String>>,
+    /// Upstreams it may get tokens for; `None`: any.
+    pub upstreams: Option<Vec<String>>,
+    /// Skips the consent page (first-party clients).
+    pub trusted: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamAuth {
+    /// Requests need a bearer token authgate issued for this upstream.
+    OAuth,
+    /// No authentication: requests pass as they are (identity headers still stripped).
+    None,
+}
+
+/// Header names the upstream receives identity in.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    pub user: http::HeaderName,
+    pub email: http::HeaderName,
+    pub name: http::HeaderName,
+    pub groups: http::HeaderName,
+    pub client_id: http::HeaderName,
+    pub scopes: http::HeaderName,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        Self {
+            user: http::HeaderName::from_static("x-authgate-user"),
+            email: http::HeaderName::from_static("x-authgate-email"),
+            name: http::HeaderName::from_static("x-authgate-name"),
+            groups: http::HeaderName::from_static("x-authgate-groups"),
+            client_id: http::HeaderName::from_static("x-authgate-client-id"),
+            scopes: http::HeaderName::from_static("x-authgate-scopes"),
+        }
+    }
+}
+
+impl IdentityHeaders {
+    pub fn all(&self) -> [&http::HeaderName; 6] {
+        [
+            &self.user,
+            &self.email,
+            &self.name,
+            &self.groups,
+            &self.client_id,
+            &self.scopes,
+        ]
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -158,6 +333,10 @@ pub struct Upstream {
     pub idle_timeout: Duration,
     /// Send the client's `Host` upstream instead of the upstream URL's authority.
     pub preserve_host: bool,
+    pub auth: UpstreamAuth,
+    /// Scopes a token needs here; also what clients are told to ask for.
+    pub scopes: Vec<String>,
+    pub identity_headers: IdentityHeaders,
 }
 
 /// Where an upstream lives, split the way a connector needs it.

@@ -33,6 +33,7 @@ public_url = "http://127.0.0.1:8080"
 name = "everything"
 path = "/mcp"
 url = "http://127.0.0.1:3001/mcp"
+auth = "none"
 "#;
 
 #[test]
@@ -66,6 +67,7 @@ name = "a"
 path = "/a/"
 host = "MCP.Example.com"
 url = "http://${UPSTREAM_HOST}:4000/mcp"
+auth = "none"
 connect_timeout = "2s"
 idle_timeout = "10m"
 preserve_host = true
@@ -74,6 +76,7 @@ preserve_host = true
 name = "b"
 path = "/"
 url = "https://b.internal"
+auth = "none"
 "#,
     );
     assert_eq!(c.server.listen.len(), 2);
@@ -144,7 +147,7 @@ fn missing_env_var_names_variable_and_key() {
 
 #[test]
 fn duplicate_upstream_name_and_route() {
-    let text = format!("{MINIMAL}\n[[upstream]]\nname = \"everything\"\npath = \"/mcp/\"\nurl = \"http://127.0.0.1:3002\"\n");
+    let text = format!("{MINIMAL}\n[[upstream]]\nname = \"everything\"\npath = \"/mcp/\"\nurl = \"http://127.0.0.1:3002\"\nauth = \"none\"\n");
     let errs = parse_err(&text);
     assert_eq!(errs.len(), 2, "{errs:?}");
     assert!(
@@ -160,8 +163,8 @@ fn duplicate_upstream_name_and_route() {
 #[test]
 fn same_path_on_different_hosts_and_nested_prefixes_are_fine() {
     let c = parse_ok(&format!(
-        "{MINIMAL}\n[[upstream]]\nname = \"b\"\npath = \"/mcp\"\nhost = \"b.example\"\nurl = \"http://127.0.0.1:3002\"\n\
-         [[upstream]]\nname = \"c\"\npath = \"/mcp/deeper\"\nurl = \"http://127.0.0.1:3003\"\n"
+        "{MINIMAL}\n[[upstream]]\nname = \"b\"\npath = \"/mcp\"\nhost = \"b.example\"\nurl = \"http://127.0.0.1:3002\"\nauth = \"none\"\n\
+         [[upstream]]\nname = \"c\"\npath = \"/mcp/deeper\"\nurl = \"http://127.0.0.1:3003\"\nauth = \"none\"\n"
     ));
     assert_eq!(c.upstreams.len(), 3);
 }
@@ -179,6 +182,7 @@ threads = 0
 name = "Bad Name"
 path = "mcp"
 url = "gopher://x"
+auth = "none"
 connect_timeout = "soon"
 idle_timeout = "0s"
 "#,
@@ -245,7 +249,15 @@ fn shipped_examples_parse() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let text = std::fs::read_to_string(&path).unwrap();
-            let any_env = |_: &str| Some("example-value".to_string());
+            let any_env = |name: &str| {
+                Some(if name.ends_with("_KEY") {
+                    "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_string()
+                } else if name.ends_with("_HASH") {
+                    crate::login::local::hash_password("x")
+                } else {
+                    "example-value".to_string()
+                })
+            };
             if let Err(e) = parse(&path, &text, any_env) {
                 panic!("{} does not parse:\n{e}", path.display());
             }

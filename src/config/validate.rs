@@ -9,17 +9,36 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::Source;
-use super::file::{FileConfig, ServerSection, Text, UpstreamSection};
-use super::model::{
-    Config, PublicUrl, RoutePath, ServerConfig, Upstream, UpstreamName, UpstreamUrl,
+use super::file::{
+    AuthSection, ClientSection, FileConfig, IdentityHeadersSection, ProviderSection, ScopeSection,
+    ServerSection, Text, UpstreamSection,
 };
+use super::model::*;
+use crate::crypto::SecretHash;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3600);
+pub const DEFAULT_REFRESH_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+pub const DEFAULT_CODE_TTL: Duration = Duration::from_secs(120);
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+pub const DEFAULT_LOGIN_TTL: Duration = Duration::from_secs(600);
 
 /// Paths the gateway answers itself; an upstream may not be routed at or below them.
-pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/.well-known"];
+pub const RESERVED_PATHS: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/.well-known",
+    "/authorize",
+    "/token",
+    "/register",
+    "/revoke",
+    "/introspect",
+    "/login",
+    "/callback",
+    "/consent",
+];
 
 pub(crate) struct Validator<'a, E> {
     pub src: Source<'a>,
@@ -70,7 +89,31 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
 
     pub fn config(&mut self, file: FileConfig, config_dir: &Path) -> Option<Config> {
         let server = self.server(&file.server, config_dir);
-        let upstreams = self.upstreams(&file.upstreams);
+        let scopes = self.scopes(&file.scopes);
+        let scope_names: Vec<String> = scopes.iter().map(|s| s.name.clone()).collect();
+        let upstreams = self.upstreams(&file.upstreams, &scope_names);
+        let upstream_names: Vec<String> = upstreams.iter().map(|u| u.name.to_string()).collect();
+        let auth = self.auth(file.auth.as_ref(), &upstreams);
+        let providers = self.providers(&file.providers);
+        let clients = self.clients(&file.clients, &scope_names, &upstream_names);
+        if providers.is_empty() {
+            if let (Some(u), Some(section)) = (
+                upstreams.iter().find(|u| u.auth == UpstreamAuth::OAuth),
+                file.upstreams.iter().find(|s| {
+                    s.get_ref().auth.is_none()
+                        || s.get_ref()
+                            .auth
+                            .as_ref()
+                            .is_some_and(|a| a.get_ref() == "oauth")
+                }),
+            ) {
+                self.src.push(
+                    section.span(),
+                    "provider",
+                    format!("upstream `{}` requires OAuth (the default), so at least one [[provider]] is needed for people to log in; or set auth = \"none\" on it", u.name),
+                );
+            }
+        }
         if !self.src.errors.is_empty() {
             return None;
         }
@@ -78,7 +121,473 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
             source: self.src.path.to_path_buf(),
             server: server?,
             upstreams,
+            auth,
+            scopes,
+            providers,
+            clients,
         })
+    }
+
+    fn opt_text(&mut self, value: &Option<Text>, key: &str) -> Option<String> {
+        value.as_ref().and_then(|v| self.text(v, key))
+    }
+
+    /// A required string: present and non-empty after interpolation.
+    fn required(
+        &mut self,
+        value: &Option<Text>,
+        key: &str,
+        at: std::ops::Range<usize>,
+        why: &str,
+    ) -> Option<String> {
+        match value {
+            Some(v) => {
+                let s = self.text(v, key)?;
+                if s.trim().is_empty() {
+                    self.src.push(v.span(), key, "must not be empty");
+                    return None;
+                }
+                Some(s)
+            }
+            None => {
+                self.src.push(at, key, format!("is required {why}"));
+                None
+            }
+        }
+    }
+
+    fn auth(
+        &mut self,
+        section: Option<&Spanned<AuthSection>>,
+        upstreams: &[Upstream],
+    ) -> AuthConfig {
+        let empty = AuthSection {
+            session_key: None,
+            access_token_ttl: None,
+            refresh_token_ttl: None,
+            code_ttl: None,
+            session_ttl: None,
+            login_ttl: None,
+            registration: None,
+            registration_token: None,
+            allow_custom_scheme_redirects: false,
+            default_upstream: None,
+        };
+        let span = section.map_or(0..0, |s| s.span());
+        let a = section.map_or(&empty, |s| s.get_ref());
+        let session_key = a
+            .session_key
+            .as_ref()
+            .and_then(|k| self.parsed(k, "auth.session_key", crate::crypto::decode_key));
+        let registration = match self
+            .opt_text(&a.registration, "auth.registration")
+            .as_deref()
+        {
+            None | Some("open") => Registration::Open,
+            Some("off") => Registration::Off,
+            Some("token") => {
+                match self.required(
+                    &a.registration_token,
+                    "auth.registration_token",
+                    span.clone(),
+                    "when registration = \"token\"",
+                ) {
+                    Some(t) => Registration::Token(SecretHash::of(&t)),
+                    None => Registration::Off,
+                }
+            }
+            Some(other) => {
+                let at = a.registration.as_ref().map_or(span.clone(), |r| r.span());
+                self.src.push(
+                    at,
+                    "auth.registration",
+                    format!("`{other}` is not one of \"open\", \"token\", \"off\""),
+                );
+                Registration::Off
+            }
+        };
+        let default_upstream = a.default_upstream.as_ref().and_then(|d| {
+            self.parsed(d, "auth.default_upstream", |s| {
+                match upstreams.iter().find(|u| u.name.as_str() == s) {
+                    Some(u) if u.auth == UpstreamAuth::OAuth => Ok(s.to_string()),
+                    Some(_) => Err(format!(
+                        "upstream `{s}` has auth = \"none\"; tokens are not issued for it"
+                    )),
+                    None => Err(format!("no upstream is named `{s}`")),
+                }
+            })
+        });
+        AuthConfig {
+            session_key,
+            access_token_ttl: self.duration(
+                &a.access_token_ttl,
+                "auth.access_token_ttl",
+                DEFAULT_ACCESS_TOKEN_TTL,
+            ),
+            refresh_token_ttl: self.duration(
+                &a.refresh_token_ttl,
+                "auth.refresh_token_ttl",
+                DEFAULT_REFRESH_TOKEN_TTL,
+            ),
+            code_ttl: self.duration(&a.code_ttl, "auth.code_ttl", DEFAULT_CODE_TTL),
+            session_ttl: self.duration(&a.session_ttl, "auth.session_ttl", DEFAULT_SESSION_TTL),
+            login_ttl: self.duration(&a.login_ttl, "auth.login_ttl", DEFAULT_LOGIN_TTL),
+            registration,
+            allow_custom_scheme_redirects: a.allow_custom_scheme_redirects,
+            default_upstream,
+        }
+    }
+
+    fn scopes(&mut self, sections: &[Spanned<ScopeSection>]) -> Vec<ScopeDef> {
+        let mut out: Vec<ScopeDef> = Vec::new();
+        for (i, section) in sections.iter().enumerate() {
+            let s = section.get_ref();
+            let key = format!("scope[{i}].name");
+            let Some(name) = self.parsed(&s.name, &key, |n| {
+                if n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+                    return Err("must be printable ASCII without spaces, quotes or backslashes (RFC 6749 §3.3)".into());
+                }
+                Ok(n.to_string())
+            }) else {
+                continue;
+            };
+            if out.iter().any(|d| d.name == name) {
+                self.src.push(
+                    s.name.span(),
+                    key,
+                    format!("scope `{name}` is defined twice"),
+                );
+                continue;
+            }
+            let description = self
+                .opt_text(&s.description, &format!("scope[{i}].description"))
+                .unwrap_or_else(|| name.clone());
+            out.push(ScopeDef { name, description });
+        }
+        out
+    }
+
+    /// Checks that every listed scope is defined in a [[scope]].
+    fn scope_list(&mut self, list: &[Text], key: &str, defined: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, s) in list.iter().enumerate() {
+            let k = format!("{key}[{i}]");
+            if let Some(name) = self.parsed(s, &k, |n| {
+                if defined.iter().any(|d| d == n) {
+                    Ok(n.to_string())
+                } else {
+                    Err(format!("scope `{n}` is not defined in any [[scope]]"))
+                }
+            }) {
+                out.push(name);
+            }
+        }
+        out
+    }
+
+    fn providers(&mut self, sections: &[Spanned<ProviderSection>]) -> Vec<Provider> {
+        let mut out: Vec<Provider> = Vec::new();
+        for (i, section) in sections.iter().enumerate() {
+            let p = section.get_ref();
+            let key = |k: &str| format!("provider[{i}].{k}");
+            let at = section.span();
+            let Some(id) = self.parsed(&p.id, &key("id"), |s| {
+                UpstreamName::parse(s).map(|n| n.as_str().to_string())
+            }) else {
+                continue;
+            };
+            if out.iter().any(|o| o.id == id) {
+                self.src.push(
+                    p.id.span(),
+                    key("id"),
+                    format!("provider `{id}` is defined twice"),
+                );
+                continue;
+            }
+            let Some(kind_name) = self.text(&p.kind, &key("kind")) else {
+                continue;
+            };
+            let scopes = |v: &mut Self| -> Vec<String> {
+                match &p.scopes {
+                    Some(list) => list
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(j, s)| v.text(s, &format!("provider[{i}].scopes[{j}]")))
+                        .collect(),
+                    None => vec!["openid".into(), "email".into(), "profile".into()],
+                }
+            };
+            let (kind, default_name) = match kind_name.as_str() {
+                "oidc" | "google" | "microsoft" => {
+                    let issuer = match kind_name.as_str() {
+                        "google" => Some("https://accounts.google.com".to_string()),
+                        "microsoft" => self
+                            .required(
+                                &p.tenant,
+                                &key("tenant"),
+                                at.clone(),
+                                "for kind = \"microsoft\" (your directory's tenant id)",
+                            )
+                            .map(|t| format!("https://login.microsoftonline.com/{t}/v2.0")),
+                        _ => self
+                            .required(&p.issuer, &key("issuer"), at.clone(), "for kind = \"oidc\"")
+                            .and_then(|iss| match url::Url::parse(&iss) {
+                                Ok(u) if matches!(u.scheme(), "https" | "http") => {
+                                    Some(iss.trim_end_matches('/').to_string())
+                                }
+                                _ => {
+                                    self.src.push(
+                                        p.issuer.as_ref().map_or(at.clone(), |v| v.span()),
+                                        key("issuer"),
+                                        "must be an https URL",
+                                    );
+                                    None
+                                }
+                            }),
+                    };
+                    let client_id = self.required(
+                        &p.client_id,
+                        &key("client_id"),
+                        at.clone(),
+                        "for OIDC providers",
+                    );
+                    let client_secret = self.required(
+                        &p.client_secret,
+                        &key("client_secret"),
+                        at.clone(),
+                        "for OIDC providers (use \"${ENV_VAR}\")",
+                    );
+                    let scopes = scopes(self);
+                    let default_name = match kind_name.as_str() {
+                        "google" => "Google",
+                        "microsoft" => "Microsoft",
+                        _ => "Single sign-on",
+                    };
+                    let (Some(issuer), Some(client_id), Some(client_secret)) =
+                        (issuer, client_id, client_secret)
+                    else {
+                        continue;
+                    };
+                    (
+                        ProviderKind::Oidc {
+                            issuer,
+                            client_id,
+                            client_secret,
+                            scopes,
+                        },
+                        default_name,
+                    )
+                }
+                "github" => {
+                    let client_id =
+                        self.required(&p.client_id, &key("client_id"), at.clone(), "for GitHub");
+                    let client_secret = self.required(
+                        &p.client_secret,
+                        &key("client_secret"),
+                        at.clone(),
+                        "for GitHub (use \"${ENV_VAR}\")",
+                    );
+                    let (Some(client_id), Some(client_secret)) = (client_id, client_secret) else {
+                        continue;
+                    };
+                    (
+                        ProviderKind::GitHub {
+                            client_id,
+                            client_secret,
+                        },
+                        "GitHub",
+                    )
+                }
+                "local" => {
+                    let mut users: Vec<LocalUser> = Vec::new();
+                    if p.users.is_empty() {
+                        self.src.push(
+                            at.clone(),
+                            key("users"),
+                            "a local provider needs at least one [[provider.users]]",
+                        );
+                    }
+                    for (j, u) in p.users.iter().enumerate() {
+                        let u = u.get_ref();
+                        let k = |f: &str| format!("provider[{i}].users[{j}].{f}");
+                        let Some(username) = self.text(&u.username, &k("username")) else {
+                            continue;
+                        };
+                        if username.is_empty() || users.iter().any(|x| x.username == username) {
+                            self.src.push(
+                                u.username.span(),
+                                k("username"),
+                                "must be non-empty and unique",
+                            );
+                            continue;
+                        }
+                        let Some(password_hash) = self.parsed(&u.password_hash, &k("password_hash"), |h| {
+                            argon2::password_hash::PasswordHash::new(h)
+                                .map(|_| h.to_string())
+                                .map_err(|_| "not an argon2 PHC hash; create one with `authgate hash-password`".to_string())
+                        }) else {
+                            continue;
+                        };
+                        let email = self.opt_text(&u.email, &k("email"));
+                        let name = self.opt_text(&u.name, &k("name"));
+                        let groups = u
+                            .groups
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(g, t)| {
+                                self.text(t, &format!("provider[{i}].users[{j}].groups[{g}]"))
+                            })
+                            .collect();
+                        users.push(LocalUser {
+                            username,
+                            password_hash,
+                            email,
+                            name,
+                            groups,
+                        });
+                    }
+                    (ProviderKind::Local { users }, "Local account")
+                }
+                other => {
+                    self.src.push(p.kind.span(), key("kind"), format!("`{other}` is not one of \"oidc\", \"google\", \"microsoft\", \"github\", \"local\""));
+                    continue;
+                }
+            };
+            let display_name = self
+                .opt_text(&p.display_name, &key("display_name"))
+                .unwrap_or_else(|| default_name.to_string());
+            out.push(Provider {
+                id,
+                display_name,
+                kind,
+            });
+        }
+        out
+    }
+
+    fn clients(
+        &mut self,
+        sections: &[Spanned<ClientSection>],
+        scopes: &[String],
+        upstreams: &[String],
+    ) -> Vec<Client> {
+        let mut out: Vec<Client> = Vec::new();
+        for (i, section) in sections.iter().enumerate() {
+            let c = section.get_ref();
+            let key = |k: &str| format!("client[{i}].{k}");
+            let Some(client_id) = self.parsed(&c.client_id, &key("client_id"), |s| {
+                if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+                    Err("must be 1 to 255 printable ASCII characters".into())
+                } else {
+                    Ok(s.to_string())
+                }
+            }) else {
+                continue;
+            };
+            if out.iter().any(|o| o.client_id == client_id) {
+                self.src.push(
+                    c.client_id.span(),
+                    key("client_id"),
+                    format!("client `{client_id}` is defined twice"),
+                );
+                continue;
+            }
+            let secret = self
+                .opt_text(&c.secret, &key("secret"))
+                .map(|s| SecretHash::of(&s));
+            let mut redirect_uris = Vec::new();
+            if c.redirect_uris.get_ref().is_empty() {
+                self.src.push(
+                    c.redirect_uris.span(),
+                    key("redirect_uris"),
+                    "must list at least one redirect URI",
+                );
+            }
+            for (j, r) in c.redirect_uris.get_ref().iter().enumerate() {
+                if let Some(uri) = self.parsed(r, &format!("client[{i}].redirect_uris[{j}]"), |s| {
+                    crate::oauth::types::RedirectUri::parse_registered(s, true).map(|u| u.0)
+                }) {
+                    redirect_uris.push(uri);
+                }
+            }
+            let client_scopes = c
+                .scopes
+                .as_ref()
+                .map(|l| self.scope_list(l, &key("scopes"), scopes));
+            let client_upstreams = c.upstreams.as_ref().map(|l| {
+                l.iter()
+                    .enumerate()
+                    .filter_map(|(j, u)| {
+                        self.parsed(u, &format!("client[{i}].upstreams[{j}]"), |s| {
+                            if upstreams.iter().any(|n| n == s) {
+                                Ok(s.to_string())
+                            } else {
+                                Err(format!("no upstream is named `{s}`"))
+                            }
+                        })
+                    })
+                    .collect()
+            });
+            let name = self
+                .opt_text(&c.name, &key("name"))
+                .unwrap_or_else(|| client_id.clone());
+            out.push(Client {
+                client_id,
+                name,
+                secret,
+                redirect_uris,
+                scopes: client_scopes,
+                upstreams: client_upstreams,
+                trusted: c.trusted,
+            });
+        }
+        out
+    }
+
+    fn identity_headers(
+        &mut self,
+        section: &Option<Spanned<IdentityHeadersSection>>,
+        i: usize,
+    ) -> IdentityHeaders {
+        let mut h = IdentityHeaders::default();
+        let Some(section) = section else { return h };
+        let s = section.get_ref();
+        let fields: [(&Option<Text>, &str, &mut http::HeaderName); 6] = [
+            (&s.user, "user", &mut h.user),
+            (&s.email, "email", &mut h.email),
+            (&s.name, "name", &mut h.name),
+            (&s.groups, "groups", &mut h.groups),
+            (&s.client_id, "client_id", &mut h.client_id),
+            (&s.scopes, "scopes", &mut h.scopes),
+        ];
+        for (value, field, slot) in fields {
+            if let Some(v) = value {
+                let key = format!("upstream[{i}].identity_headers.{field}");
+                let parsed = match super::interp::interpolate(v.get_ref(), &self.env) {
+                    Ok(raw) => http::HeaderName::from_bytes(raw.to_ascii_lowercase().as_bytes())
+                        .map_err(|_| format!("`{raw}` is not a valid header name")),
+                    Err(e) => Err(e),
+                };
+                match parsed {
+                    Ok(name)
+                        if matches!(
+                            name.as_str(),
+                            "authorization"
+                                | "host"
+                                | "cookie"
+                                | "content-length"
+                                | "transfer-encoding"
+                        ) =>
+                    {
+                        self.src
+                            .push(v.span(), key, format!("`{name}` cannot carry identity"));
+                    }
+                    Ok(name) => *slot = name,
+                    Err(msg) => self.src.push(v.span(), key, msg),
+                }
+            }
+        }
+        h
     }
 
     fn server(
@@ -152,7 +661,11 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
         })
     }
 
-    fn upstreams(&mut self, sections: &[Spanned<UpstreamSection>]) -> Vec<Upstream> {
+    fn upstreams(
+        &mut self,
+        sections: &[Spanned<UpstreamSection>],
+        scopes: &[String],
+    ) -> Vec<Upstream> {
         let mut out = Vec::new();
         let mut names: HashMap<UpstreamName, usize> = HashMap::new();
         let mut routes: HashMap<(Option<String>, RoutePath), usize> = HashMap::new();
@@ -206,6 +719,23 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
             );
             let idle_timeout =
                 self.duration(&u.idle_timeout, &key("idle_timeout"), DEFAULT_IDLE_TIMEOUT);
+            let auth = match &u.auth {
+                None => UpstreamAuth::OAuth,
+                Some(a) => match self.text(a, &key("auth")).as_deref() {
+                    Some("oauth") | None => UpstreamAuth::OAuth,
+                    Some("none") => UpstreamAuth::None,
+                    Some(other) => {
+                        self.src.push(
+                            a.span(),
+                            key("auth"),
+                            format!("`{other}` is not one of \"oauth\", \"none\""),
+                        );
+                        UpstreamAuth::OAuth
+                    }
+                },
+            };
+            let upstream_scopes = self.scope_list(&u.scopes, &key("scopes"), scopes);
+            let identity_headers = self.identity_headers(&u.identity_headers, i);
             let (Some(name), Some(path), Some(host), Some(url)) = (name, path, host, url) else {
                 continue;
             };
@@ -231,6 +761,9 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
                 connect_timeout,
                 idle_timeout,
                 preserve_host: u.preserve_host,
+                auth,
+                scopes: upstream_scopes,
+                identity_headers,
             });
         }
         out
