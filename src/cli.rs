@@ -31,12 +31,16 @@ pub enum Command {
         #[arg(long, short, env = "AUTHGATE_CONFIG")]
         config: PathBuf,
     },
+    /// Hash a password for a local user: reads one line from standard input, prints an
+    /// argon2 hash for `password_hash`.
+    HashPassword,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::HashPassword => hash_password(),
         Command::Run { config } => {
             logging::init(cli.log_format);
             run(&config)
@@ -95,4 +99,22 @@ fn run(path: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn hash_password() -> ExitCode {
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprint!("Password (input is shown; pipe it in to avoid that): ");
+    }
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        eprintln!("could not read a password from standard input");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        eprintln!("the password is empty");
+        return ExitCode::FAILURE;
+    }
+    println!("{}", crate::login::local::hash_password(password));
+    ExitCode::SUCCESS
 }

@@ -6,7 +6,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod crypto;
+pub mod identity;
 pub mod logging;
+pub mod login;
+pub mod oauth;
 pub mod proxy;
 pub mod server;
 pub mod store;

@@ -9,8 +9,11 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 
 use crate::config::Config;
+use crate::crypto::Sealer;
+use crate::login::Logins;
+use crate::oauth::Authority;
 use crate::proxy::{Gateway, Snapshot};
-use crate::store::{RedbStore, Store};
+use crate::store::{Cached, RedbStore, Store};
 
 /// Starts serving `config` and never returns (Pingora owns the process from here; SIGTERM
 /// drains gracefully, SIGINT stops at once).
@@ -18,6 +21,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let store = RedbStore::open(&config.server.data_dir).context("opening the store")?;
     tracing::info!(path = %store.path().display(), "store open");
     let store: Arc<dyn Store> = Arc::new(store);
+    let key = match config.auth.session_key {
+        Some(k) => k,
+        None => load_or_create_key(&config.server.data_dir)?,
+    };
+    let authority = Arc::new(Authority {
+        store: Arc::new(Cached::new(store)),
+        sealer: Sealer::new(&key),
+        logins: Logins::new(),
+    });
 
     let listen = config.server.listen.clone();
     let threads = config.server.threads;
@@ -45,7 +57,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     let gateway = Gateway {
         snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
-        store,
+        authority,
     };
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "authgate");
@@ -59,4 +71,30 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(%addr, public_url = %public_url.as_str(), "authgate listening");
     }
     server.run_forever()
+}
+
+/// Without `auth.session_key`, a key is generated once and kept in the data dir (mode 0600),
+/// so sessions survive restarts; several replicas must share a configured key instead.
+fn load_or_create_key(data_dir: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    let path = data_dir.join("session.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return crate::crypto::decode_key(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+    }
+    let key = crate::crypto::random_key();
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key);
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        f.write_all(encoded.as_bytes())?;
+        f.sync_all()?;
+    }
+    tracing::warn!(path = %path.display(), "no auth.session_key configured: generated one in the data dir");
+    Ok(key)
 }

@@ -21,8 +21,8 @@ fn check(text: &str) -> (bool, String, String) {
 #[test]
 fn check_summarises_a_good_config() {
     let (ok, stdout, _) = check(
-        "[server]\npublic_url = \"https://gw.example.com\"\n[[upstream]]\nname = \"a\"\npath = \"/a\"\nurl = \"http://127.0.0.1:3001/mcp\"\n\
-         [[upstream]]\nname = \"b\"\npath = \"/b\"\nhost = \"b.example\"\nurl = \"https://b.internal\"\n",
+        "[server]\npublic_url = \"https://gw.example.com\"\n[[upstream]]\nname = \"a\"\npath = \"/a\"\nurl = \"http://127.0.0.1:3001/mcp\"\nauth = \"none\"\n\
+         [[upstream]]\nname = \"b\"\npath = \"/b\"\nhost = \"b.example\"\nurl = \"https://b.internal\"\nauth = \"none\"\n",
     );
     assert!(ok);
     assert!(stdout.contains("gw.toml: ok"), "{stdout}");
@@ -38,7 +38,7 @@ fn check_summarises_a_good_config() {
 #[test]
 fn check_reports_every_error_with_place_and_fails() {
     let (ok, stdout, stderr) = check(
-        "[server]\npublic_url = \"http://127.0.0.1:8080\"\nlisten = [\"x\"]\n[[upstream]]\nname = \"a\"\npath = \"a\"\nurl = \"http://127.0.0.1:1\"\n",
+        "[server]\npublic_url = \"http://127.0.0.1:8080\"\nlisten = [\"x\"]\n[[upstream]]\nname = \"a\"\npath = \"a\"\nurl = \"http://127.0.0.1:1\"\nauth = \"none\"\n",
     );
     assert!(!ok);
     assert!(stdout.is_empty());

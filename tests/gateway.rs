@@ -149,18 +149,21 @@ threads = 2
 name = "main"
 path = "/mcp"
 url = "http://127.0.0.1:{upstream_port}/mcp"
+auth = "none"
 idle_timeout = "1s"
 
 [[upstream]]
 name = "renamed"
 path = "/tools/v1"
 url = "http://127.0.0.1:{upstream_port}/mcp"
+auth = "none"
 
 [[upstream]]
 name = "vhost"
 path = "/mcp"
 host = "mcp.example"
 url = "http://127.0.0.1:{upstream_port}/vhost"
+auth = "none"
 {extra}
 "#
     )
@@ -361,7 +364,7 @@ async fn unreachable_and_slow_upstreams_get_json_errors() {
     let (port, _up) = start_upstream().await;
     let dead = free_port();
     let extra = format!(
-        "[[upstream]]\nname = \"dead\"\npath = \"/dead\"\nurl = \"http://127.0.0.1:{dead}/mcp\"\n"
+        "[[upstream]]\nname = \"dead\"\npath = \"/dead\"\nurl = \"http://127.0.0.1:{dead}/mcp\"\nauth = \"none\"\n"
     );
     let gw = Gateway::start(&config(port, &extra)).await;
     let client = reqwest::Client::new();
@@ -412,7 +415,7 @@ async fn unreachable_and_slow_upstreams_get_json_errors() {
 async fn refuses_to_start_on_a_bad_config() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "[server]\npublic_url = \"http://127.0.0.1:1\"\n[[upstream]]\nname = \"a\"\npath = \"/a\"\nurl = \"${AUTHGATE_TEST_UNSET}\"\n").unwrap();
+    std::fs::write(&path, "[server]\npublic_url = \"http://127.0.0.1:1\"\n[[upstream]]\nname = \"a\"\npath = \"/a\"\nurl = \"${AUTHGATE_TEST_UNSET}\"\nauth = \"none\"\n").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
         .args(["run", "--config"])
         .arg(&path)

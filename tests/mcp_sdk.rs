@@ -3,42 +3,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{e2e_dir, free_port, wait_http_ok, ChildGuard, Gateway};
+use common::{e2e_dir, start_everything, wait_http_ok, Gateway};
 use serde_json::Value;
-
-/// Starts server-everything on a free port; returns the guard and the port.
-async fn start_everything() -> (ChildGuard, u16) {
-    let dir = e2e_dir();
-    let port = free_port();
-    let child = Command::new("node")
-        .arg(dir.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"))
-        .arg("streamableHttp")
-        .env("PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn node (is Node.js installed?)");
-    let guard = ChildGuard(child);
-    // Any HTTP answer means it is listening; /mcp GET without a session answers 4xx.
-    let client = reqwest::Client::new();
-    let start = std::time::Instant::now();
-    while client
-        .get(format!("http://127.0.0.1:{port}/mcp"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "server-everything did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (guard, port)
-}
 
 fn run_client(url: &str) -> Value {
     let out = Command::new("node")
@@ -69,6 +38,7 @@ data_dir = "{{data}}"
 name = "everything"
 path = "/everything"
 url = "http://127.0.0.1:{mcp_port}/mcp"
+auth = "none"
 "#
     ))
     .await;

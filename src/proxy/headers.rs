@@ -41,6 +41,61 @@ pub fn is_ambiguous_path(path: &str) -> bool {
     path.split('/').any(|seg| seg == "." || seg == "..")
 }
 
+/// Removes identity headers a client sent (ours for this upstream and any `X-Authgate-*`),
+/// then, for an authenticated request, sets them from the token's grant. Also drops the
+/// client's credentials: the upstream never sees the gateway's token or cookies.
+pub fn identity_for_upstream(
+    req: &mut RequestHeader,
+    upstream: &Upstream,
+    record: Option<&crate::store::AccessRecord>,
+) -> pingora::Result<()> {
+    let spoofable: Vec<HeaderName> = req
+        .headers
+        .keys()
+        .filter(|k| {
+            k.as_str().starts_with("x-authgate-") || upstream.identity_headers.all().contains(k)
+        })
+        .cloned()
+        .collect();
+    for name in spoofable {
+        req.remove_header(&name);
+    }
+    let Some(rec) = record else {
+        return Ok(());
+    };
+    req.remove_header(&http::header::AUTHORIZATION);
+    req.remove_header(&http::header::COOKIE);
+    let h = &upstream.identity_headers;
+    let id = &rec.identity;
+    req.insert_header(h.user.clone(), header_safe(&id.user_id()))?;
+    if let Some(email) = &id.email {
+        req.insert_header(h.email.clone(), header_safe(email))?;
+    }
+    if let Some(name) = &id.name {
+        req.insert_header(h.name.clone(), header_safe(name))?;
+    }
+    if !id.groups.is_empty() {
+        req.insert_header(h.groups.clone(), header_safe(&id.groups.join(",")))?;
+    }
+    req.insert_header(h.client_id.clone(), header_safe(&rec.client_id))?;
+    req.insert_header(h.scopes.clone(), header_safe(&rec.scopes.join(" ")))?;
+    Ok(())
+}
+
+/// Header values must be visible ASCII; anything else (names with accents, control
+/// characters) is percent-encoded as UTF-8 so nothing can split or smuggle a header.
+fn header_safe(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Rewrites the request for `upstream`: path onto the upstream's base path (query kept),
 /// `Host` to the upstream's authority unless `preserve_host`, and forwarding headers set by us
 /// alone (client-sent ones are dropped: the gateway is the edge).
@@ -103,7 +158,7 @@ mod tests {
 
     fn upstream(extra: &str) -> Upstream {
         let text = format!(
-            "[server]\npublic_url = \"http://127.0.0.1:8080\"\n[[upstream]]\nname = \"u\"\npath = \"/gw\"\nurl = \"http://10.0.0.1:3001/mcp\"\n{extra}"
+            "[server]\npublic_url = \"http://127.0.0.1:8080\"\n[[upstream]]\nname = \"u\"\npath = \"/gw\"\nurl = \"http://10.0.0.1:3001/mcp\"\nauth = \"none\"\n{extra}"
         );
         crate::config::parse(Path::new("t.toml"), &text, |_| None)
             .unwrap()
@@ -149,6 +204,43 @@ mod tests {
         .unwrap();
         assert_eq!(req.uri.to_string(), "/mcp");
         assert_eq!(req.headers["host"], "gw.example");
+    }
+
+    #[test]
+    fn identity_headers_replace_spoofed_ones() {
+        let up = upstream("");
+        let mut req = RequestHeader::build("POST", b"/gw", None).unwrap();
+        req.insert_header("x-authgate-email", "admin@evil").unwrap();
+        req.insert_header("X-Authgate-Anything", "x").unwrap();
+        req.insert_header("authorization", "Bearer secret").unwrap();
+        req.insert_header("cookie", "authgate_session=x").unwrap();
+        identity_for_upstream(&mut req, &up, None).unwrap();
+        assert!(req.headers.get("x-authgate-email").is_none());
+        assert!(req.headers.get("x-authgate-anything").is_none());
+        let rec = crate::store::AccessRecord {
+            grant_id: "g".into(),
+            client_id: "c1".into(),
+            identity: crate::identity::Identity {
+                provider: "corp".into(),
+                subject: "bob".into(),
+                email: Some("bob@example.test".into()),
+                name: Some("Bób\r\nX-Evil: 1".into()),
+                groups: vec!["a".into(), "b".into()],
+            },
+            scopes: vec!["mcp:tools".into()],
+            upstream: "u".into(),
+            expires_at: 0,
+        };
+        req.insert_header("x-authgate-email", "admin@evil").unwrap();
+        identity_for_upstream(&mut req, &up, Some(&rec)).unwrap();
+        assert_eq!(req.headers["x-authgate-user"], "corp:bob");
+        assert_eq!(req.headers["x-authgate-email"], "bob@example.test");
+        assert_eq!(req.headers["x-authgate-name"], "B%C3%B3b%0D%0AX-Evil: 1");
+        assert_eq!(req.headers["x-authgate-groups"], "a,b");
+        assert_eq!(req.headers["x-authgate-client-id"], "c1");
+        assert_eq!(req.headers["x-authgate-scopes"], "mcp:tools");
+        assert!(req.headers.get("authorization").is_none());
+        assert!(req.headers.get("cookie").is_none());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! 5. `fail_to_proxy`: 502/504 with a JSON body when the upstream cannot answer.
 //! 6. `logging`: one access-log line, for local answers and proxied ones alike.
 
+pub mod bearer;
 pub mod headers;
 pub mod router;
 
@@ -21,9 +22,10 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::config::Config;
-use crate::store::Store;
-use crate::web::Reply;
+use crate::config::{Config, UpstreamAuth};
+use crate::oauth::Authority;
+use crate::store::{AccessRecord, Store};
+use crate::web::{Reply, Request};
 use router::{Route, Router, Target};
 
 /// One config version with everything derived from it. Swapped whole on reload; a request
@@ -42,7 +44,75 @@ impl Snapshot {
 
 pub struct Gateway {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
-    pub store: Arc<dyn Store>,
+    pub authority: Arc<Authority>,
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Reads a request for a gateway endpoint, body included (bounded).
+async fn read_request(session: &mut Session) -> std::result::Result<Request, Reply> {
+    let req = session.req_header();
+    let mut request = Request::new(req.method.clone(), "/");
+    request.path = req.uri.path().to_string();
+    request.query = req.uri.query().map(str::to_string);
+    request.headers = req.headers.clone();
+    request.client_ip = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    if matches!(request.method, http::Method::POST | http::Method::PUT) {
+        let mut body = bytes::BytesMut::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > crate::web::request::MAX_BODY {
+                        return Err(Reply::error(
+                            413,
+                            "invalid_request",
+                            "the request body is too large",
+                        ));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    return Err(Reply::error(
+                        400,
+                        "invalid_request",
+                        "the request body could not be read",
+                    ))
+                }
+            }
+        }
+        request.body = body.freeze();
+    }
+    Ok(request)
+}
+
+/// CORS preflight for a protected MCP route: answered without a token (browsers send none).
+fn mcp_preflight() -> Reply {
+    Reply {
+        status: 204,
+        headers: vec![
+            (http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".into()),
+            (http::header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, DELETE, OPTIONS".into()),
+            (
+                http::header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "Authorization, Content-Type, Accept, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID"
+                    .into(),
+            ),
+            (
+                http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version".into(),
+            ),
+            (http::header::ACCESS_CONTROL_MAX_AGE, "86400".into()),
+        ],
+        body: bytes::Bytes::new(),
+    }
 }
 
 /// What one request carries between phases.
@@ -54,6 +124,8 @@ pub struct RequestCtx {
     rest: String,
     /// Who answered, for the access log: an upstream name or a gateway endpoint.
     handler: &'static str,
+    /// The bearer token's record, for an authenticated request.
+    access: Option<Arc<AccessRecord>>,
 }
 
 impl Gateway {
@@ -87,6 +159,7 @@ impl ProxyHttp for Gateway {
             route: None,
             rest: String::new(),
             handler: "-",
+            access: None,
         }
     }
 
@@ -104,6 +177,18 @@ impl ProxyHttp for Gateway {
             );
             return self.answer(session, reply).await;
         }
+        if crate::oauth::is_oauth_path(&path) {
+            ctx.handler = "oauth";
+            let request = match read_request(session).await {
+                Ok(r) => r,
+                Err(reply) => return self.answer(session, reply).await,
+            };
+            let reply = self
+                .authority
+                .handle(&snapshot.config, &request, unix_now())
+                .await;
+            return self.answer(session, reply).await;
+        }
         let host = headers::request_host(req).map(str::to_string);
         match snapshot.router.classify(host.as_deref(), &path) {
             Target::Health => {
@@ -116,7 +201,7 @@ impl ProxyHttp for Gateway {
             }
             Target::Ready => {
                 ctx.handler = "readyz";
-                let reply = match self.store.ping().await {
+                let reply = match self.authority.store.ping().await {
                     Ok(()) => Reply::json(200, &serde_json::json!({"status": "ready"})),
                     Err(e) => {
                         tracing::warn!(error = %e, "readiness check failed: store");
@@ -129,7 +214,48 @@ impl ProxyHttp for Gateway {
                 ctx.handler = "upstream";
                 ctx.rest = rest.to_string();
                 ctx.route = Some(route.clone());
-                Ok(false)
+                let upstream = &route.upstream;
+                if upstream.auth == UpstreamAuth::None {
+                    return Ok(false);
+                }
+                if req.method == http::Method::OPTIONS
+                    && req
+                        .headers
+                        .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+                {
+                    return self.answer(session, mcp_preflight()).await;
+                }
+                match bearer::authenticate(
+                    &self.authority.store,
+                    &req.headers,
+                    upstream,
+                    unix_now(),
+                )
+                .await
+                {
+                    Ok(record) => {
+                        ctx.access = Some(record);
+                        Ok(false)
+                    }
+                    Err(denied) => {
+                        let held = match &denied {
+                            bearer::Denied::InsufficientScope => {
+                                let token = bearer::bearer(&req.headers).unwrap_or_default();
+                                self.authority
+                                    .store
+                                    .authenticate(crate::crypto::SecretHash::of(token), unix_now())
+                                    .await
+                                    .ok()
+                                    .flatten()
+                                    .map(|r| r.scopes.clone())
+                            }
+                            _ => None,
+                        };
+                        let reply =
+                            bearer::challenge(&snapshot.config, upstream, &denied, held.as_deref());
+                        self.answer(session, reply).await
+                    }
+                }
             }
             Target::NotFound => {
                 ctx.handler = "gateway";
@@ -173,7 +299,8 @@ impl ProxyHttp for Gateway {
             &ctx.rest,
             client_ip,
             snapshot.config.server.public_url.scheme(),
-        )
+        )?;
+        headers::identity_for_upstream(upstream_request, &route.upstream, ctx.access.as_deref())
     }
 
     async fn fail_to_proxy(
@@ -228,6 +355,8 @@ impl ProxyHttp for Gateway {
             path = req.uri.path(),
             route = route.map_or("-", |r| r.upstream.path.as_str()),
             upstream = route.map_or(ctx.handler, |r| r.upstream.name.as_str()),
+            client_id = ctx.access.as_ref().map(|a| a.client_id.as_str()),
+            user = ctx.access.as_ref().map(|a| a.identity.user_id()),
             status,
             duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
             error = e.map(|e| e.etype().as_str()),

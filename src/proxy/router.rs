@@ -126,10 +126,10 @@ mod tests {
     #[test]
     fn longest_prefix_and_host_win() {
         let r = router(
-            "[[upstream]]\nname = \"root\"\npath = \"/\"\nurl = \"http://127.0.0.1:1\"\n\
-             [[upstream]]\nname = \"a\"\npath = \"/a\"\nurl = \"http://127.0.0.1:2\"\n\
-             [[upstream]]\nname = \"ab\"\npath = \"/a/b\"\nurl = \"http://127.0.0.1:3\"\n\
-             [[upstream]]\nname = \"ahost\"\npath = \"/a\"\nhost = \"h.example\"\nurl = \"http://127.0.0.1:4\"\n",
+            "[[upstream]]\nname = \"root\"\npath = \"/\"\nurl = \"http://127.0.0.1:1\"\nauth = \"none\"\n\
+             [[upstream]]\nname = \"a\"\npath = \"/a\"\nurl = \"http://127.0.0.1:2\"\nauth = \"none\"\n\
+             [[upstream]]\nname = \"ab\"\npath = \"/a/b\"\nurl = \"http://127.0.0.1:3\"\nauth = \"none\"\n\
+             [[upstream]]\nname = \"ahost\"\npath = \"/a\"\nhost = \"h.example\"\nurl = \"http://127.0.0.1:4\"\nauth = \"none\"\n",
         );
         assert_eq!(target_name(&r, None, "/a"), "a:");
         assert_eq!(target_name(&r, None, "/a/x"), "a:/x");
@@ -144,8 +144,8 @@ mod tests {
     #[test]
     fn unknown_paths_and_hosts_are_not_found() {
         let r = router(
-            "[[upstream]]\nname = \"a\"\npath = \"/mcp\"\nurl = \"http://127.0.0.1:2\"\n\
-             [[upstream]]\nname = \"h\"\npath = \"/only\"\nhost = \"h.example\"\nurl = \"http://127.0.0.1:3\"\n",
+            "[[upstream]]\nname = \"a\"\npath = \"/mcp\"\nurl = \"http://127.0.0.1:2\"\nauth = \"none\"\n\
+             [[upstream]]\nname = \"h\"\npath = \"/only\"\nhost = \"h.example\"\nurl = \"http://127.0.0.1:3\"\nauth = \"none\"\n",
         );
         assert_eq!(target_name(&r, None, "/mcpx"), "404");
         assert_eq!(target_name(&r, None, "/"), "404");

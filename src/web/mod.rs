@@ -1,6 +1,9 @@
-//! What the gateway answers itself (health, errors, and later the OAuth endpoints and pages):
-//! a [`Reply`] value built by protocol code and written to the client in one place.
+//! What the gateway answers itself (health, OAuth endpoints, login and consent pages): a
+//! [`Request`] in, a [`Reply`] out, written to the client in one place.
 
+pub mod pages;
 pub mod reply;
+pub mod request;
 
 pub use reply::Reply;
+pub use request::{Params, Request};

@@ -43,6 +43,48 @@ impl Reply {
         )
     }
 
+    /// A redirect (302 for GET flows, 303 after a form POST).
+    pub fn redirect(status: u16, location: &str) -> Self {
+        Self {
+            status,
+            headers: vec![(http::header::LOCATION, location.to_string())],
+            body: Bytes::new(),
+        }
+    }
+
+    /// A server-rendered page: no scripts, no framing, no referrer leaks of OAuth parameters.
+    pub fn html(status: u16, body: String) -> Self {
+        Self {
+            status,
+            headers: vec![
+                (CONTENT_TYPE, "text/html; charset=utf-8".into()),
+                (
+                    HeaderName::from_static("content-security-policy"),
+                    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; base-uri 'none'"
+                        .into(),
+                ),
+                (HeaderName::from_static("x-frame-options"), "DENY".into()),
+                (HeaderName::from_static("referrer-policy"), "no-referrer".into()),
+                (HeaderName::from_static("x-content-type-options"), "nosniff".into()),
+            ],
+            body: body.into(),
+        }
+    }
+
+    pub fn with_cookie(self, cookie: String) -> Self {
+        self.with_header(http::header::SET_COOKIE, cookie)
+    }
+
+    /// Lets browser-based clients (MCP Inspector) call this endpoint: any origin, no
+    /// credentials (bearer tokens and client ids travel in headers and bodies, not cookies).
+    pub fn with_cors(self) -> Self {
+        self.with_header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+            .with_header(
+                http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version",
+            )
+    }
+
     pub fn with_header(mut self, name: HeaderName, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self

@@ -48,8 +48,13 @@ impl Gateway {
     }
 
     pub async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_on(free_port(), config, env).await
+    }
+
+    /// Starts on a port chosen by the caller (when the config of another process, such as an
+    /// identity provider's redirect URI, must name it first).
+    pub async fn start_on(port: u16, config: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let config = config
             .replace("{port}", &port.to_string())
             .replace("{data}", &dir.path().join("data").display().to_string());
@@ -144,4 +149,87 @@ pub fn e2e_dir() -> PathBuf {
         "the e2e npm packages are missing: run `npm ci --prefix tests/e2e` (tests/run.sh does)"
     );
     dir
+}
+
+/// Starts the unmodified server-everything (Streamable HTTP) on a free port.
+pub async fn start_everything() -> (ChildGuard, u16) {
+    let dir = e2e_dir();
+    let port = free_port();
+    let child = Command::new("node")
+        .arg(dir.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"))
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn node (is Node.js installed?)");
+    let guard = ChildGuard(child);
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    while client
+        .get(format!("http://127.0.0.1:{port}/mcp"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "server-everything did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (guard, port)
+}
+
+/// Starts the real `oidc-provider` (npm) as the upstream identity provider; returns the
+/// guard and its issuer URL once it printed READY.
+pub fn start_oidc_provider(
+    client_id: &str,
+    client_secret: &str,
+    redirect_uri: &str,
+) -> (ChildGuard, String) {
+    use std::io::BufRead;
+    let port = free_port();
+    let mut child = Command::new("node")
+        .arg(e2e_dir().join("oidc-provider.mjs"))
+        .args([
+            "--port",
+            &port.to_string(),
+            "--client-id",
+            client_id,
+            "--client-secret",
+            client_secret,
+        ])
+        .args(["--redirect-uri", redirect_uri])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn node");
+    let stdout = child.stdout.take().unwrap();
+    let guard = ChildGuard(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let issuer = line
+        .trim()
+        .strip_prefix("READY ")
+        .unwrap_or_else(|| panic!("oidc-provider did not start: {line:?}"))
+        .to_string();
+    (guard, issuer)
+}
+
+/// Runs a node script from tests/e2e and parses the one JSON object it prints.
+pub fn run_node_json(script: &str, args: &[&str]) -> (bool, serde_json::Value, String) {
+    let out = Command::new("node")
+        .arg(e2e_dir().join(script))
+        .args(args)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!("{script} printed no JSON.\nstdout:\n{stdout}\nstderr:\n{stderr}")
+    });
+    (out.status.success(), json, stderr)
 }

@@ -1,0 +1,161 @@
+//! Login with GitHub: OAuth 2 (not OIDC) with PKCE through the `oauth2` crate, then the
+//! user and their primary verified email from GitHub's API.
+
+use oauth2::basic::BasicClient;
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse, TokenUrl,
+};
+use serde::Deserialize;
+
+use super::LoginError;
+use crate::identity::Identity;
+
+const AUTHORIZE: &str = "https://github.com/login/oauth/authorize";
+const TOKEN: &str = "https://github.com/login/oauth/access_token";
+const API: &str = "https://api.github.com";
+
+pub struct Start {
+    pub url: String,
+    pub state: String,
+    pub pkce_verifier: String,
+}
+
+fn client(
+    client_id: &str,
+    client_secret: &str,
+    redirect_uri: &str,
+) -> Result<
+    BasicClient<
+        oauth2::EndpointSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointSet,
+    >,
+    LoginError,
+> {
+    let bad = |e: oauth2::url::ParseError| LoginError::Provider(e.to_string());
+    Ok(BasicClient::new(ClientId::new(client_id.to_string()))
+        .set_client_secret(ClientSecret::new(client_secret.to_string()))
+        .set_auth_uri(AuthUrl::new(AUTHORIZE.into()).map_err(bad)?)
+        .set_token_uri(TokenUrl::new(TOKEN.into()).map_err(bad)?)
+        .set_redirect_uri(RedirectUrl::new(redirect_uri.into()).map_err(bad)?))
+}
+
+pub fn start(
+    client_id: &str,
+    client_secret: &str,
+    redirect_uri: &str,
+) -> Result<Start, LoginError> {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, state) = client(client_id, client_secret, redirect_uri)?
+        .authorize_url(CsrfToken::new_random)
+        .add_scope(Scope::new("read:user".into()))
+        .add_scope(Scope::new("user:email".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    Ok(Start {
+        url: url.to_string(),
+        state: state.secret().clone(),
+        pkce_verifier: verifier.secret().clone(),
+    })
+}
+
+#[derive(Deserialize)]
+struct User {
+    id: u64,
+    login: String,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Email {
+    email: String,
+    primary: bool,
+    verified: bool,
+}
+
+pub async fn finish(
+    http: &reqwest::Client,
+    provider_id: &str,
+    client_id: &str,
+    client_secret: &str,
+    redirect_uri: &str,
+    code: &str,
+    pkce_verifier: &str,
+) -> Result<Identity, LoginError> {
+    let token = client(client_id, client_secret, redirect_uri)?
+        .exchange_code(AuthorizationCode::new(code.to_string()))
+        .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()))
+        .request_async(http)
+        .await
+        .map_err(|e| LoginError::Refused(format!("GitHub code exchange failed: {e}")))?;
+    let bearer = format!("Bearer {}", token.access_token().secret());
+    let get = |path: &str| {
+        http.get(format!("{API}{path}"))
+            .header("authorization", &bearer)
+            .header("accept", "application/vnd.github+json")
+            .header("user-agent", "authgate")
+    };
+    let user: User = get("/user")
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| LoginError::Provider(format!("GitHub /user: {e}")))?
+        .json()
+        .await
+        .map_err(|e| LoginError::Provider(format!("GitHub /user: {e}")))?;
+    let emails: Vec<Email> = match get("/user/emails")
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+    {
+        Ok(r) => r.json().await.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "GitHub /user/emails failed; continuing without email");
+            Vec::new()
+        }
+    };
+    Ok(Identity {
+        provider: provider_id.to_string(),
+        subject: user.id.to_string(),
+        email: primary_verified(&emails),
+        name: user.name.or(Some(user.login)),
+        groups: Vec::new(),
+    })
+}
+
+/// The primary email, only if GitHub has verified it.
+fn primary_verified(emails: &[Email]) -> Option<String> {
+    emails
+        .iter()
+        .find(|e| e.primary && e.verified)
+        .map(|e| e.email.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_primary_verified_email_counts() {
+        let list: Vec<Email> = serde_json::from_str(
+            r#"[{"email":"a@x","primary":false,"verified":true},{"email":"b@x","primary":true,"verified":false}]"#,
+        )
+        .unwrap();
+        assert_eq!(primary_verified(&list), None);
+        let list: Vec<Email> =
+            serde_json::from_str(r#"[{"email":"c@x","primary":true,"verified":true}]"#).unwrap();
+        assert_eq!(primary_verified(&list).as_deref(), Some("c@x"));
+    }
+
+    #[test]
+    fn start_uses_pkce_and_state() {
+        let s = start("cid", "secret", "https://gw.example/callback/github").unwrap();
+        assert!(s.url.starts_with(AUTHORIZE));
+        assert!(s.url.contains("code_challenge_method=S256"));
+        assert!(s.url.contains(&format!("state={}", s.state)));
+        assert!(!s.url.contains("secret"));
+    }
+}

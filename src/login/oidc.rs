@@ -1,0 +1,208 @@
+//! Login at any OpenID Connect issuer (Google and Microsoft Entra are presets) with the
+//! `openidconnect` crate: discovery, authorization code + PKCE + nonce, ID token validation,
+//! then userinfo for claims the ID token left out.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreProviderMetadata,
+};
+use openidconnect::{
+    AdditionalClaims, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    UserInfoClaims,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use super::LoginError;
+use crate::identity::Identity;
+
+/// Discovery documents are re-fetched after this long (key rotation at the provider).
+const METADATA_TTL: Duration = Duration::from_secs(3600);
+
+#[derive(Default)]
+pub struct MetadataCache {
+    entries: Mutex<HashMap<String, (Arc<CoreProviderMetadata>, Instant)>>,
+}
+
+/// The `groups` claim many providers (Keycloak, Okta, Entra with a groups claim) put in
+/// userinfo.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct GroupsClaim {
+    #[serde(default)]
+    groups: Option<Vec<String>>,
+}
+impl AdditionalClaims for GroupsClaim {}
+
+pub struct OidcSettings<'a> {
+    pub issuer: &'a str,
+    pub client_id: &'a str,
+    pub client_secret: &'a str,
+    pub scopes: &'a [String],
+    pub redirect_uri: String,
+}
+
+impl MetadataCache {
+    async fn get(
+        &self,
+        http: &reqwest::Client,
+        issuer: &str,
+    ) -> Result<Arc<CoreProviderMetadata>, LoginError> {
+        let mut entries = self.entries.lock().await;
+        if let Some((meta, at)) = entries.get(issuer) {
+            if at.elapsed() < METADATA_TTL {
+                return Ok(meta.clone());
+            }
+        }
+        let issuer_url = IssuerUrl::new(issuer.to_string())
+            .map_err(|e| LoginError::Provider(format!("issuer: {e}")))?;
+        let meta = CoreProviderMetadata::discover_async(issuer_url, http)
+            .await
+            .map_err(|e| {
+                LoginError::Provider(format!("discovery at {issuer} failed: {}", chain(&e)))
+            })?;
+        let meta = Arc::new(meta);
+        entries.insert(issuer.to_string(), (meta.clone(), Instant::now()));
+        Ok(meta)
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// What to send the person to, and what to remember for the callback.
+pub struct Start {
+    pub url: String,
+    pub state: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+}
+
+pub async fn start(
+    cache: &MetadataCache,
+    http: &reqwest::Client,
+    s: &OidcSettings<'_>,
+) -> Result<Start, LoginError> {
+    let meta = cache.get(http, s.issuer).await?;
+    let client = CoreClient::from_provider_metadata(
+        (*meta).clone(),
+        ClientId::new(s.client_id.to_string()),
+        Some(ClientSecret::new(s.client_secret.to_string())),
+    )
+    .set_redirect_uri(
+        RedirectUrl::new(s.redirect_uri.clone())
+            .map_err(|e| LoginError::Provider(e.to_string()))?,
+    );
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut req = client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .set_pkce_challenge(challenge);
+    for scope in s.scopes.iter().filter(|s| s.as_str() != "openid") {
+        req = req.add_scope(Scope::new(scope.clone()));
+    }
+    let (url, state, nonce) = req.url();
+    Ok(Start {
+        url: url.to_string(),
+        state: state.secret().clone(),
+        nonce: nonce.secret().clone(),
+        pkce_verifier: verifier.secret().clone(),
+    })
+}
+
+pub async fn finish(
+    cache: &MetadataCache,
+    http: &reqwest::Client,
+    s: &OidcSettings<'_>,
+    provider_id: &str,
+    code: &str,
+    nonce: &str,
+    pkce_verifier: &str,
+) -> Result<Identity, LoginError> {
+    let meta = cache.get(http, s.issuer).await?;
+    let client = CoreClient::from_provider_metadata(
+        (*meta).clone(),
+        ClientId::new(s.client_id.to_string()),
+        Some(ClientSecret::new(s.client_secret.to_string())),
+    )
+    .set_redirect_uri(
+        RedirectUrl::new(s.redirect_uri.clone())
+            .map_err(|e| LoginError::Provider(e.to_string()))?,
+    );
+    let token = client
+        .exchange_code(AuthorizationCode::new(code.to_string()))
+        .map_err(|e| LoginError::Provider(e.to_string()))?
+        .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()))
+        .request_async(http)
+        .await
+        .map_err(|e| LoginError::Refused(format!("code exchange failed: {}", chain(&e))))?;
+    let id_token = token
+        .id_token()
+        .ok_or_else(|| LoginError::Refused("the provider returned no ID token".into()))?;
+    let claims = id_token
+        .claims(&client.id_token_verifier(), &Nonce::new(nonce.to_string()))
+        .map_err(|e| LoginError::Refused(format!("ID token rejected: {}", chain(&e))))?;
+    let verified = |v: Option<bool>| v != Some(false);
+    let mut identity = Identity {
+        provider: provider_id.to_string(),
+        subject: claims.subject().to_string(),
+        email: claims
+            .email()
+            .filter(|_| verified(claims.email_verified()))
+            .map(|e| e.to_string()),
+        name: claims
+            .name()
+            .and_then(|n| n.get(None))
+            .map(|n| n.to_string()),
+        groups: Vec::new(),
+    };
+    // Userinfo fills what the ID token left out (code-flow providers often keep profile
+    // claims there) and carries `groups`; a failure here does not fail the login.
+    if let Ok(request) =
+        client.user_info(token.access_token().clone(), Some(claims.subject().clone()))
+    {
+        match request
+            .request_async::<GroupsClaim, _, CoreGenderClaim>(http)
+            .await
+        {
+            Ok(info) => merge_userinfo(&mut identity, &info, verified),
+            Err(e) => {
+                tracing::warn!(provider = provider_id, error = %chain(&e), "userinfo request failed; using ID token claims")
+            }
+        }
+    }
+    Ok(identity)
+}
+
+fn merge_userinfo(
+    identity: &mut Identity,
+    info: &UserInfoClaims<GroupsClaim, CoreGenderClaim>,
+    verified: impl Fn(Option<bool>) -> bool,
+) {
+    if identity.email.is_none() {
+        identity.email = info
+            .email()
+            .filter(|_| verified(info.email_verified()))
+            .map(|e| e.to_string());
+    }
+    if identity.name.is_none() {
+        identity.name = info.name().and_then(|n| n.get(None)).map(|n| n.to_string());
+    }
+    if let Some(groups) = &info.additional_claims().groups {
+        identity.groups = groups.clone();
+    }
+}

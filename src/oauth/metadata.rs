@@ -1,0 +1,88 @@
+//! Discovery documents: Authorization Server Metadata (RFC 8414, also served as OpenID-style
+//! discovery) and Protected Resource Metadata (RFC 9728) per route. Every URL is built from
+//! the configured public URL, never from request headers.
+
+use serde_json::{json, Value};
+
+use crate::config::{Config, Registration, Upstream, UpstreamAuth};
+
+pub const PRM_PREFIX: &str = "/.well-known/oauth-protected-resource";
+
+pub fn authorization_server(config: &Config) -> Value {
+    let issuer = config.server.public_url.as_str();
+    let url = |p: &str| config.server.public_url.join(p);
+    let mut m = json!({
+        "issuer": issuer,
+        "authorization_endpoint": url("/authorize"),
+        "token_endpoint": url("/token"),
+        "revocation_endpoint": url("/revoke"),
+        "introspection_endpoint": url("/introspect"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "scopes_supported": config.scopes.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        // OpenID-style discovery keys some MCP SDKs require on that document. authgate issues
+        // no ID tokens: its key set is empty and subjects are public identifiers.
+        "jwks_uri": url("/.well-known/jwks.json"),
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    });
+    if config.auth.registration != Registration::Off {
+        m["registration_endpoint"] = json!(url("/register"));
+    }
+    m
+}
+
+pub fn protected_resource(config: &Config, upstream: &Upstream) -> Value {
+    json!({
+        "resource": config.resource_url(upstream),
+        "resource_name": upstream.name.as_str(),
+        "authorization_servers": [config.server.public_url.as_str()],
+        "scopes_supported": upstream.scopes,
+        "bearer_methods_supported": ["header"],
+    })
+}
+
+/// The PRM URL advertised in a route's 401 challenge.
+pub fn protected_resource_url(config: &Config, upstream: &Upstream) -> String {
+    match upstream.path.as_str() {
+        "/" => config.server.public_url.join(PRM_PREFIX),
+        p => config.server.public_url.join(&format!("{PRM_PREFIX}{p}")),
+    }
+}
+
+/// Which upstream a PRM request is about: `suffix` is the path after the PRM prefix.
+/// The bare prefix answers for the root route, else the default upstream, else the only
+/// protected one (older clients only ever ask there).
+pub fn upstream_for_prm<'c>(config: &'c Config, suffix: &str) -> Option<&'c Upstream> {
+    let protected = || {
+        config
+            .upstreams
+            .iter()
+            .filter(|u| u.auth == UpstreamAuth::OAuth)
+    };
+    let wanted = suffix.trim_end_matches('/');
+    if wanted.is_empty() {
+        return protected()
+            .find(|u| u.path.as_str() == "/")
+            .or_else(|| {
+                config
+                    .auth
+                    .default_upstream
+                    .as_deref()
+                    .and_then(|n| config.upstream(n))
+            })
+            .or_else(|| {
+                let mut it = protected();
+                match (it.next(), it.next()) {
+                    (Some(only), None) => Some(only),
+                    _ => None,
+                }
+            });
+    }
+    protected().find(|u| u.path.as_str() == wanted)
+}

@@ -1,0 +1,166 @@
+//! Dynamic client registration (RFC 7591). Open by default for public clients (MCP clients
+//! depend on it); `auth.registration` can require an initial access token or turn it off.
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::types::RedirectUri;
+use super::{Authority, OAuthError};
+use crate::config::{Config, Registration};
+use crate::crypto::{random_id, random_secret, SecretHash};
+use crate::store::{ClientRecord, Store};
+use crate::web::{Reply, Request};
+
+const MAX_REDIRECT_URIS: usize = 10;
+const MAX_NAME: usize = 200;
+
+#[derive(Deserialize)]
+struct Metadata {
+    redirect_uris: Option<Vec<String>>,
+    token_endpoint_auth_method: Option<String>,
+    grant_types: Option<Vec<String>>,
+    response_types: Option<Vec<String>>,
+    client_name: Option<String>,
+    application_type: Option<String>,
+    scope: Option<String>,
+    #[serde(flatten)]
+    _other: Map<String, Value>,
+}
+
+pub async fn register(auth: &Authority, config: &Config, req: &Request, now: u64) -> Reply {
+    match register_inner(auth, config, req, now).await {
+        Ok(r) => r,
+        Err(e) => e.reply(),
+    }
+}
+
+async fn register_inner(
+    auth: &Authority,
+    config: &Config,
+    req: &Request,
+    now: u64,
+) -> Result<Reply, OAuthError> {
+    match &config.auth.registration {
+        Registration::Open => {}
+        Registration::Off => {
+            return Err(OAuthError::access_denied(
+                "dynamic client registration is disabled",
+            ))
+        }
+        Registration::Token(expected) => {
+            let presented = req
+                .header(http::header::AUTHORIZATION)
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .map(SecretHash::of);
+            if !presented.is_some_and(|p| p.ct_eq(expected)) {
+                return Err(OAuthError::invalid_client(
+                    "an initial access token is required to register",
+                ));
+            }
+        }
+    }
+    let md: Metadata = serde_json::from_slice(&req.body).map_err(|e| {
+        OAuthError::invalid_client_metadata(format!(
+            "the body is not valid client metadata JSON: {e}"
+        ))
+    })?;
+    let uris = md
+        .redirect_uris
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| OAuthError::invalid_redirect_uri("redirect_uris is required"))?;
+    if uris.len() > MAX_REDIRECT_URIS {
+        return Err(OAuthError::invalid_redirect_uri(format!(
+            "at most {MAX_REDIRECT_URIS} redirect_uris"
+        )));
+    }
+    let allow_custom = config.auth.allow_custom_scheme_redirects;
+    let mut redirect_uris = Vec::new();
+    for u in &uris {
+        let parsed = RedirectUri::parse_registered(u, allow_custom)
+            .map_err(OAuthError::invalid_redirect_uri)?;
+        redirect_uris.push(parsed.0);
+    }
+    let method = md
+        .token_endpoint_auth_method
+        .unwrap_or_else(|| "client_secret_basic".into());
+    if !matches!(
+        method.as_str(),
+        "none" | "client_secret_basic" | "client_secret_post"
+    ) {
+        return Err(OAuthError::invalid_client_metadata(format!(
+            "token_endpoint_auth_method `{method}` is not supported"
+        )));
+    }
+    let grant_types = md
+        .grant_types
+        .unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]);
+    if !grant_types.iter().any(|g| g == "authorization_code") {
+        return Err(OAuthError::invalid_client_metadata(
+            "grant_types must include authorization_code",
+        ));
+    }
+    if let Some(rt) = &md.response_types {
+        if rt.iter().any(|r| r != "code") {
+            return Err(OAuthError::invalid_client_metadata(
+                "only response_types [\"code\"] is supported",
+            ));
+        }
+    }
+    if md
+        .client_name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_NAME)
+    {
+        return Err(OAuthError::invalid_client_metadata(format!(
+            "client_name is longer than {MAX_NAME} characters"
+        )));
+    }
+    let client_id = format!("agc_{}", random_id());
+    let secret = (method != "none").then(|| random_secret("ag_cs_"));
+    let record = ClientRecord {
+        client_id: client_id.clone(),
+        client_name: md.client_name.clone(),
+        redirect_uris: redirect_uris.clone(),
+        secret_sha256: secret.as_ref().map(|s| {
+            SecretHash::of(s)
+                .0
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        }),
+        token_endpoint_auth_method: method.clone(),
+        grant_types: grant_types.clone(),
+        application_type: md.application_type.clone(),
+        created_at: now,
+    };
+    auth.store.put_client(record).await?;
+    tracing::info!(
+        target: "authgate::audit",
+        event = "client_registered",
+        client_id = %client_id,
+        client_name = md.client_name.as_deref().unwrap_or("-"),
+        auth_method = %method,
+    );
+    let mut body = json!({
+        "client_id": client_id,
+        "client_id_issued_at": now,
+        "redirect_uris": redirect_uris,
+        "token_endpoint_auth_method": method,
+        "grant_types": grant_types,
+        "response_types": ["code"],
+    });
+    if let Some(n) = md.client_name {
+        body["client_name"] = json!(n);
+    }
+    if let Some(a) = md.application_type {
+        body["application_type"] = json!(a);
+    }
+    if let Some(s) = md.scope {
+        body["scope"] = json!(s);
+    }
+    if let Some(s) = secret {
+        body["client_secret"] = json!(s);
+        body["client_secret_expires_at"] = json!(0);
+    }
+    Ok(Reply::json(201, &body).with_cors())
+}

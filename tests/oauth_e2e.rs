@@ -1,0 +1,183 @@
+//! The whole MCP authorization story with real third-party software: the official MCP
+//! TypeScript SDK client (its OAuth provider, with a scripted browser), authgate, the
+//! unmodified server-everything, and `oidc-provider` as the upstream identity provider.
+//! 401 → PRM → AS metadata → DCR → authorize → login → consent → code → token → tools/call
+//! → refresh → call again → revoke → 401.
+
+mod common;
+
+use serde_json::Value;
+
+use common::{free_port, run_node_json, start_everything, start_oidc_provider, Gateway};
+
+fn config(mcp_port: u16, issuer: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:{{port}}"]
+public_url = "http://127.0.0.1:{{port}}"
+data_dir = "{{data}}"
+
+[[scope]]
+name = "mcp:tools"
+description = "Use the tools of the everything server"
+
+[[upstream]]
+name = "everything"
+path = "/mcp"
+url = "http://127.0.0.1:{mcp_port}/mcp"
+scopes = ["mcp:tools"]
+
+[[provider]]
+id = "corp"
+kind = "oidc"
+display_name = "Corp SSO"
+issuer = "{issuer}"
+client_id = "authgate"
+client_secret = "${{CORP_SECRET}}"
+
+[[provider]]
+id = "local"
+kind = "local"
+
+[[provider.users]]
+username = "alice"
+password_hash = "${{ALICE_HASH}}"
+email = "alice@example.test"
+"#
+    )
+}
+
+/// Asserts every step of the scenario the SDK client reports.
+fn assert_scenario(out: &Value, gw: &Gateway) {
+    let base = gw.url("");
+    let un = &out["unauthenticated"];
+    assert_eq!(un["status"], 401, "{out:#}");
+    let challenge = un["wwwAuthenticate"].as_str().unwrap();
+    assert!(
+        challenge.starts_with(&format!(
+            "Bearer resource_metadata=\"{base}/.well-known/oauth-protected-resource/mcp\""
+        )),
+        "{challenge}"
+    );
+    assert!(challenge.contains("scope=\"mcp:tools\""), "{challenge}");
+    assert!(
+        !challenge.contains("error="),
+        "no error param without a token: {challenge}"
+    );
+
+    let d = &out["discovery"];
+    assert_eq!(d["issuer"], base.as_str());
+    assert_eq!(d["authorizationServer"], base.as_str());
+    assert_eq!(d["resource"], format!("{base}/mcp"));
+    assert_eq!(d["registrationEndpoint"], format!("{base}/register"));
+
+    assert!(out["registration"]["clientId"]
+        .as_str()
+        .unwrap()
+        .starts_with("agc_"));
+    assert_eq!(out["registration"]["hasClientSecret"], false);
+    let a = &out["authorize"];
+    assert_eq!(a["codeChallengeMethod"], "S256");
+    assert_eq!(a["resource"], format!("{base}/mcp"));
+    let cb = &out["callback"];
+    assert_eq!(cb["hasCode"], true, "{out:#}");
+    assert_eq!(cb["stateMatches"], true);
+    assert_eq!(
+        cb["iss"],
+        base.as_str(),
+        "RFC 9207 iss in the authorization response"
+    );
+
+    let t = &out["token"];
+    assert_eq!(t["tokenType"], "Bearer");
+    assert_eq!(t["expiresIn"], 3600);
+    assert_eq!(t["hasRefresh"], true);
+    assert_eq!(t["scope"], "mcp:tools");
+    assert_eq!(out["echo"], "Echo: hi");
+    assert!(out["mcp"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t == "echo"));
+
+    let r = &out["refresh"];
+    assert_eq!(r["newAccess"], true);
+    assert_eq!(r["newRefresh"], true, "refresh tokens rotate");
+    assert_eq!(r["echo"], "Echo: hi", "the refreshed token works");
+    assert_eq!(r["oldRefreshReuse"]["status"], 400);
+    assert_eq!(r["oldRefreshReuse"]["error"], "invalid_grant");
+
+    let v = &out["revoke"];
+    assert_eq!(v["before"]["status"], 200);
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["after"]["status"], 401);
+    assert!(v["after"]["wwwAuthenticate"]
+        .as_str()
+        .unwrap()
+        .contains("error=\"invalid_token\""));
+}
+
+async fn scenario(fill: &str) -> (Value, Gateway, Vec<common::ChildGuard>) {
+    let (everything, mcp_port) = start_everything().await;
+    let gw_port = free_port();
+    let redirect = format!("http://127.0.0.1:{gw_port}/callback/corp");
+    let (idp, issuer) = start_oidc_provider("authgate", "corp-secret-for-tests", &redirect);
+    let hash = authgate::login::local::hash_password("alice-password");
+    let gw = Gateway::start_on(
+        gw_port,
+        &config(mcp_port, &issuer),
+        &[
+            ("CORP_SECRET", "corp-secret-for-tests"),
+            ("ALICE_HASH", &hash),
+        ],
+    )
+    .await;
+    let server = gw.url("/mcp");
+    let (ok, out, stderr) = run_node_json("oauth-flow.mjs", &["--server", &server, "--fill", fill]);
+    assert!(
+        ok,
+        "the SDK OAuth flow failed:\n{out:#}\n{stderr}\nauthgate:\n{}",
+        gw.logs()
+    );
+    (out, gw, vec![everything, idp])
+}
+
+#[tokio::test]
+async fn sdk_client_logs_in_through_an_upstream_oidc_provider() {
+    let (out, gw, _children) =
+        scenario(r#"{"__provider":"/login/corp","login":"bob","password":"anything"}"#).await;
+    assert_scenario(&out, &gw);
+    // The browser went through the chooser, the IdP and back to our callback and consent.
+    let urls: Vec<&str> = out["browser"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["url"].as_str())
+        .collect();
+    assert!(urls.iter().any(|u| u.ends_with("/login")), "{urls:?}");
+    assert!(
+        urls.iter().any(|u| u.ends_with("/callback/corp")),
+        "{urls:?}"
+    );
+    assert!(urls.iter().any(|u| u.ends_with("/consent")), "{urls:?}");
+    // The identity came from the IdP's ID token / userinfo.
+    let logs = gw.logs();
+    assert!(
+        logs.contains("corp:bob"),
+        "login of corp:bob not in the audit log"
+    );
+    // No token or code ever reaches the logs.
+    for needle in ["ag_at_", "ag_rt_", "ag_code_", "corp-secret-for-tests"] {
+        assert!(!logs.contains(needle), "{needle} leaked into the logs");
+    }
+}
+
+#[tokio::test]
+async fn sdk_client_logs_in_as_a_local_user() {
+    let (out, gw, _children) =
+        scenario(r#"{"__provider":"/login/local","username":"alice","password":"alice-password"}"#)
+            .await;
+    assert_scenario(&out, &gw);
+    assert!(gw.logs().contains("local:alice"));
+}
