@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::Router;
 use futures_util::StreamExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -24,37 +24,6 @@ use common::{free_port, Gateway};
 struct Upstream {
     /// The SSE handler waits on this between its first and second event.
     release: Arc<Notify>,
-}
-
-/// Echoes what the upstream received, so tests can assert on it through the gateway.
-async fn echo(req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-    let headers: serde_json::Map<String, Value> = parts
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                json!(v.to_str().unwrap_or("<binary>")),
-            )
-        })
-        .collect();
-    let seen = json!({
-        "method": parts.method.as_str(),
-        "path": parts.uri.path(),
-        "query": parts.uri.query(),
-        "headers": headers,
-        "body": String::from_utf8_lossy(&body),
-    });
-    (
-        [
-            ("mcp-session-id", "upstream-session-1"),
-            ("content-type", "application/json"),
-        ],
-        seen.to_string(),
-    )
-        .into_response()
 }
 
 fn sse_response(rx: mpsc::Receiver<Result<Bytes, Infallible>>) -> Response {
@@ -112,8 +81,11 @@ async fn start_upstream() -> (u16, Upstream) {
         .route("/mcp/sse", post(sse))
         .route("/mcp/slow", any(slow))
         .route("/mcp/stream", axum::routing::get(get_stream))
-        .route("/mcp/no-get", axum::routing::get(not_allowed).post(echo))
-        .fallback(any(echo))
+        .route(
+            "/mcp/no-get",
+            axum::routing::get(not_allowed).post(common::echo),
+        )
+        .fallback(any(common::echo))
         .with_state(up.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -233,3 +233,45 @@ pub fn run_node_json(script: &str, args: &[&str]) -> (bool, serde_json::Value, S
     });
     (out.status.success(), json, stderr)
 }
+
+/// Echoes what the upstream received, so tests can assert on it through the gateway.
+pub async fn echo(req: axum::extract::Request) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use serde_json::{json, Value};
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    let headers: serde_json::Map<String, Value> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                json!(v.to_str().unwrap_or("<binary>")),
+            )
+        })
+        .collect();
+    let seen = json!({
+        "method": parts.method.as_str(),
+        "path": parts.uri.path(),
+        "query": parts.uri.query(),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    });
+    (
+        [
+            ("mcp-session-id", "upstream-session-1"),
+            ("content-type", "application/json"),
+        ],
+        seen.to_string(),
+    )
+        .into_response()
+}
+
+/// An upstream that answers every request with [`echo`]; returns its port.
+pub async fn start_echo_upstream() -> u16 {
+    let app = axum::Router::new().fallback(axum::routing::any(echo));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
