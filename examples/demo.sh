@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the demo: the unmodified MCP "everything" server (Streamable HTTP, port 3001) and
-# authgate in front of it on port 8080 with examples/demo.toml. Ctrl-C stops both.
+# authgate in front of it on port 8080 with examples/demo.toml (OAuth, local user demo/demo).
+# Ctrl-C stops both.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -29,6 +30,7 @@ cat <<MSG
 
   authgate demo
   MCP server URL for your client:  http://127.0.0.1:8080/mcp
+  sign in as:                      demo / demo
   health:                          http://127.0.0.1:8080/healthz
 
 MSG
