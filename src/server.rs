@@ -13,7 +13,7 @@ use crate::crypto::Sealer;
 use crate::login::Logins;
 use crate::oauth::Authority;
 use crate::proxy::{Gateway, Snapshot};
-use crate::store::{Cached, RedbStore, Store};
+use crate::store::{Cached, RedbStore, Store, Sweeper};
 
 /// Starts serving `config` and never returns (Pingora owns the process from here; SIGTERM
 /// drains gracefully, SIGINT stops at once).
@@ -55,6 +55,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    let sweep_store = authority.store.clone();
     let gateway = Gateway {
         snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
         authority,
@@ -67,6 +68,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         service.add_tcp(&addr.to_string());
     }
     server.add_service(service);
+    server.add_service(pingora::services::background::background_service(
+        "store sweeper",
+        Sweeper {
+            store: sweep_store,
+            every: std::time::Duration::from_secs(300),
+        },
+    ));
     for addr in &listen {
         tracing::info!(%addr, public_url = %public_url.as_str(), "authgate listening");
     }

@@ -576,6 +576,18 @@ async fn consent_is_csrf_protected_remembered_and_deniable() {
     assert_eq!(r.status(), 401, "wrong password");
     let r = b
         .post(gw.url("/login/local"))
+        .header("origin", "https://evil.example")
+        .form(&[
+            ("flow", hidden(&page, "flow").as_str()),
+            ("username", "alice"),
+            ("password", "pw"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "login CSRF from another origin");
+    let r = b
+        .post(gw.url("/login/local"))
         .form(&[
             ("flow", hidden(&page, "flow").as_str()),
             ("username", "alice"),

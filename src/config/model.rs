@@ -219,6 +219,11 @@ impl PublicUrl {
         if !url.username().is_empty() || url.password().is_some() {
             return Err("must not contain credentials".into());
         }
+        // The issuer is the origin: the gateway serves its endpoints and well-known documents
+        // at the root, which is what MCP clients look for first.
+        if url.path() != "/" {
+            return Err("must be an origin without a path (e.g. https://mcp.example.com); serve authgate at the root of its host".into());
+        }
         let s = url.as_str().trim_end_matches('/').to_string();
         Ok(Self(s))
     }
@@ -454,5 +459,6 @@ mod tests {
             .is_loopback());
         assert!(!p.is_loopback());
         assert!(PublicUrl::parse("https://gw/?x").is_err());
+        assert!(PublicUrl::parse("https://gw.example/auth").is_err());
     }
 }

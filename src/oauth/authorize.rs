@@ -450,6 +450,19 @@ fn start_session(auth: &Authority, config: &Config, identity: Identity, now: u64
     )
 }
 
+/// A form POST from a browser must come from our own pages (login CSRF, consent CSRF).
+fn same_origin(config: &Config, req: &Request) -> bool {
+    match req.header(http::header::ORIGIN) {
+        None => true,
+        Some(o) => {
+            Url::parse(o).ok().map(|u| u.origin())
+                == Url::parse(config.server.public_url.as_str())
+                    .ok()
+                    .map(|u| u.origin())
+        }
+    }
+}
+
 /// `POST /login/<id>`: a local user's username and password.
 pub async fn local_login(
     auth: &Authority,
@@ -458,6 +471,13 @@ pub async fn local_login(
     id: &str,
     now: u64,
 ) -> Reply {
+    if !same_origin(config, req) {
+        return pages::error(
+            403,
+            "Request refused",
+            "This form was not sent from this page.",
+        );
+    }
     let form = req.form();
     let Some((flow, sealed)) = open_flow(auth, form.get(FLOW), now) else {
         return expired_page();
@@ -627,15 +647,7 @@ pub async fn consent_decision(auth: &Authority, config: &Config, req: &Request, 
     let Some(sess) = session::session(config, &auth.sealer, req, now) else {
         return to_login(config, &sealed);
     };
-    let origin_ok = match req.header(http::header::ORIGIN) {
-        None => true,
-        Some(o) => {
-            Url::parse(o).ok().map(|u| u.origin())
-                == Url::parse(config.server.public_url.as_str())
-                    .ok()
-                    .map(|u| u.origin())
-        }
-    };
+    let origin_ok = same_origin(config, req);
     let csrf_ok = form
         .get("csrf")
         .is_some_and(|c| SecretHash::of(c).ct_eq(&SecretHash::of(&sess.csrf)));

@@ -127,4 +127,12 @@ impl Store for Cached {
     async fn put_consent(&self, key: &str, record: ConsentRecord) -> Result<(), StoreError> {
         self.inner.put_consent(key, record).await
     }
+    async fn sweep(&self, now: u64) -> Result<Swept, StoreError> {
+        let swept = self.inner.sweep(now).await?;
+        self.access
+            .write()
+            .expect("cache lock")
+            .retain(|_, rec| rec.expires_at > now);
+        Ok(swept)
+    }
 }

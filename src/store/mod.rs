@@ -5,12 +5,14 @@
 mod cache;
 mod records;
 mod redb;
+mod sweep;
 
 use async_trait::async_trait;
 
 pub use self::cache::Cached;
 pub use self::records::*;
 pub use self::redb::RedbStore;
+pub use self::sweep::Sweeper;
 pub use crate::crypto::SecretHash;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,4 +68,17 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_consent(&self, key: &str) -> Result<Option<ConsentRecord>, StoreError>;
     async fn put_consent(&self, key: &str, record: ConsentRecord) -> Result<(), StoreError>;
+
+    /// Deletes what has expired: codes, access and refresh tokens, grants whose last refresh
+    /// token expired, and replay records of codes a day after their expiry.
+    async fn sweep(&self, now: u64) -> Result<Swept, StoreError>;
+}
+
+/// What one sweep removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    pub codes: usize,
+    pub access_tokens: usize,
+    pub refresh_tokens: usize,
+    pub grants: usize,
 }

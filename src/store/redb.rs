@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ::redb::{
-    Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition,
-    WriteTransaction,
+    Database, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable, ReadableTable,
+    ReadableTableMetadata, TableDefinition, WriteTransaction,
 };
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -389,6 +389,82 @@ impl Store for RedbStore {
         .await
     }
 
+    async fn sweep(&self, now: u64) -> Result<Swept, StoreError> {
+        self.write(move |txn| {
+            let mut swept = Swept::default();
+            {
+                let mut codes = txn.open_table(CODES).map_err(io)?;
+                let before = codes.len().map_err(io)?;
+                codes
+                    .retain(|_, v| dec::<CodeRecord>(v).map_or(true, |c| c.expires_at > now))
+                    .map_err(io)?;
+                swept.codes = (before - codes.len().map_err(io)?) as usize;
+                let mut used = txn.open_table(USED_CODES).map_err(io)?;
+                used.retain(|_, (_, expires_at)| expires_at + USED_CODE_GRACE > now).map_err(io)?;
+            }
+            let expired = |table: TableDefinition<&[u8; 32], &[u8]>| -> Result<Vec<([u8; 32], String)>, StoreError> {
+                let t = txn.open_table(table).map_err(io)?;
+                let mut out = Vec::new();
+                for row in t.iter().map_err(io)? {
+                    let (k, v) = row.map_err(io)?;
+                    // Both record kinds carry these two fields.
+                    #[derive(serde::Deserialize)]
+                    struct Expiry {
+                        grant_id: String,
+                        expires_at: u64,
+                    }
+                    if let Ok(e) = serde_json::from_slice::<Expiry>(v.value()) {
+                        if e.expires_at <= now {
+                            out.push((*k.value(), e.grant_id));
+                        }
+                    }
+                }
+                Ok(out)
+            };
+            let expired_access = expired(ACCESS)?;
+            let expired_refresh = expired(REFRESH)?;
+            {
+                let mut access = txn.open_table(ACCESS).map_err(io)?;
+                let mut refresh = txn.open_table(REFRESH).map_err(io)?;
+                let mut links = txn.open_multimap_table(GRANT_TOKENS).map_err(io)?;
+                for (h, grant) in &expired_access {
+                    access.remove(h).map_err(io)?;
+                    links.remove(grant.as_str(), h).map_err(io)?;
+                }
+                for (h, grant) in &expired_refresh {
+                    refresh.remove(h).map_err(io)?;
+                    links.remove(grant.as_str(), h).map_err(io)?;
+                }
+                swept.access_tokens = expired_access.len();
+                swept.refresh_tokens = expired_refresh.len();
+            }
+            // A grant whose refresh tokens are all gone can never issue again.
+            let mut orphaned: Vec<String> = expired_refresh.into_iter().map(|(_, g)| g).collect();
+            orphaned.sort();
+            orphaned.dedup();
+            for grant in orphaned {
+                let has_refresh = {
+                    let links = txn.open_multimap_table(GRANT_TOKENS).map_err(io)?;
+                    let refresh = txn.open_table(REFRESH).map_err(io)?;
+                    let mut found = false;
+                    for h in links.get(grant.as_str()).map_err(io)? {
+                        if refresh.get(h.map_err(io)?.value()).map_err(io)?.is_some() {
+                            found = true;
+                            break;
+                        }
+                    }
+                    found
+                };
+                if !has_refresh {
+                    revoke_grant_in(txn, &grant)?;
+                    swept.grants += 1;
+                }
+            }
+            Ok(swept)
+        })
+        .await
+    }
+
     async fn put_consent(&self, key: &str, record: ConsentRecord) -> Result<(), StoreError> {
         let key = key.to_string();
         self.write(move |txn| {
@@ -400,6 +476,9 @@ impl Store for RedbStore {
         .await
     }
 }
+
+/// How long a redeemed code is remembered after its expiry, to detect late replays.
+const USED_CODE_GRACE: u64 = 24 * 3600;
 
 #[cfg(test)]
 #[path = "redb_tests.rs"]

@@ -240,3 +240,52 @@ async fn the_file_holds_no_usable_secret() {
         .unwrap()
         .is_some());
 }
+
+#[tokio::test]
+async fn sweep_removes_only_what_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Cached::new(Arc::new(RedbStore::open(dir.path()).unwrap()));
+    // g1: access expires at 1000, refresh at 5000 (see `tokens`).
+    s.issue(grant("g1"), tokens("a1", "r1")).await.unwrap();
+    s.put_code(SecretHash::of("c-old"), code("g8", 50))
+        .await
+        .unwrap();
+    s.put_code(SecretHash::of("c-new"), code("g9", 5000))
+        .await
+        .unwrap();
+    assert!(s
+        .authenticate(SecretHash::of("a1"), 10)
+        .await
+        .unwrap()
+        .is_some());
+
+    let swept = s.sweep(1500).await.unwrap();
+    assert_eq!(
+        swept,
+        Swept {
+            codes: 1,
+            access_tokens: 1,
+            refresh_tokens: 0,
+            grants: 0
+        }
+    );
+    assert!(
+        s.find_refresh(SecretHash::of("r1"), 1500)
+            .await
+            .unwrap()
+            .is_some(),
+        "refresh still valid"
+    );
+    assert!(matches!(
+        s.take_code(SecretHash::of("c-new"), 1500).await.unwrap(),
+        TakenCode::Fresh(_)
+    ));
+
+    let swept = s.sweep(6000).await.unwrap();
+    assert_eq!(swept.refresh_tokens, 1);
+    assert_eq!(
+        swept.grants, 1,
+        "the grant went with its last refresh token"
+    );
+    assert!(s.revoke_grant("g1").await.unwrap().is_empty());
+}
