@@ -762,7 +762,7 @@ async fn token_endpoint_errors() {
 
 #[tokio::test]
 async fn refresh_rotation_reuse_and_scope() {
-    let (gw, _) = start("").await;
+    let (gw, _) = start("refresh_grace = \"1s\"").await;
     let (client, t) = tokens_for(&gw, &gw.url("/a")).await;
     let rt1 = t["refresh_token"].as_str().unwrap().to_string();
     let refresh = |rt: String, extra: Vec<(&'static str, String)>| {
@@ -795,7 +795,21 @@ async fn refresh_rotation_reuse_and_scope() {
     assert_ne!(rt1, rt2);
     let at2 = t2["access_token"].as_str().unwrap().to_string();
     assert_eq!(call(&gw, "/a", &at2).await.status(), 200);
-    // Reusing rt1 revokes the family: rt2 and at2 die too.
+    // A retry within the grace window (a lost response, a second process) gets the same
+    // answer, and nothing is revoked.
+    let (s, again) = refresh(rt1.clone(), vec![]).await;
+    assert_eq!(s, 200, "{again}");
+    assert_eq!(again, t2, "the same answer, not new tokens");
+    assert_eq!(call(&gw, "/a", &at2).await.status(), 200);
+    // The store holds nothing that answers a refresh by itself: no token in clear.
+    let store = std::fs::read(gw.dir.path().join("data/authgate.redb")).unwrap();
+    let store = String::from_utf8_lossy(&store);
+    assert!(
+        !store.contains(&rt2) && !store.contains(&at2),
+        "a successor token is stored in clear"
+    );
+    // After the window, reusing rt1 revokes the family: rt2 and at2 die too.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let (s, v) = refresh(rt1, vec![]).await;
     assert_eq!((s, v["error"].as_str().unwrap()), (400, "invalid_grant"));
     assert_eq!(call(&gw, "/a", &at2).await.status(), 401);

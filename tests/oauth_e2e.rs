@@ -18,6 +18,10 @@ listen = ["127.0.0.1:{{port}}"]
 public_url = "http://127.0.0.1:{{port}}"
 data_dir = "{{data}}"
 
+[auth]
+# The scenario checks that reusing a rotated refresh token is refused at once.
+refresh_grace = "0s"
+
 [[scope]]
 name = "mcp:tools"
 description = "Use the tools of the everything server"

@@ -29,6 +29,7 @@ pub struct AuthSection {
     pub session_key: Option<Text>,
     pub access_token_ttl: Option<Text>,
     pub refresh_token_ttl: Option<Text>,
+    pub refresh_grace: Option<Text>,
     pub code_ttl: Option<Text>,
     pub session_ttl: Option<Text>,
     pub login_ttl: Option<Text>,

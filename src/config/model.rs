@@ -54,6 +54,9 @@ pub struct AuthConfig {
     pub session_key: Option<[u8; 32]>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// After a rotation, the old refresh token still gets the same answer for this long
+    /// (retries, several processes of one client); zero turns it off.
+    pub refresh_grace: Duration,
     pub code_ttl: Duration,
     pub session_ttl: Duration,
     /// How long a person has to finish login and consent.

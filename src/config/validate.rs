@@ -21,6 +21,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_REFRESH_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+pub const DEFAULT_REFRESH_GRACE: Duration = Duration::from_secs(30);
 pub const DEFAULT_CODE_TTL: Duration = Duration::from_secs(120);
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 pub const DEFAULT_LOGIN_TTL: Duration = Duration::from_secs(600);
@@ -165,6 +166,7 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
             session_key: None,
             access_token_ttl: None,
             refresh_token_ttl: None,
+            refresh_grace: None,
             code_ttl: None,
             session_ttl: None,
             login_ttl: None,
@@ -229,6 +231,22 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
                 "auth.refresh_token_ttl",
                 DEFAULT_REFRESH_TOKEN_TTL,
             ),
+            refresh_grace: match &a.refresh_grace {
+                None => DEFAULT_REFRESH_GRACE,
+                Some(v) => self
+                    .parsed(v, "auth.refresh_grace", |s| {
+                        let d = humantime::parse_duration(s).map_err(|e| {
+                            format!("not a duration ({e}); write e.g. \"30s\", or \"0s\" for none")
+                        })?;
+                        if d > Duration::from_secs(600) {
+                            return Err(
+                                "at most 10 minutes: the old token stays usable that long".into()
+                            );
+                        }
+                        Ok(d)
+                    })
+                    .unwrap_or(DEFAULT_REFRESH_GRACE),
+            },
             code_ttl: self.duration(&a.code_ttl, "auth.code_ttl", DEFAULT_CODE_TTL),
             session_ttl: self.duration(&a.session_ttl, "auth.session_ttl", DEFAULT_SESSION_TTL),
             login_ttl: self.duration(&a.login_ttl, "auth.login_ttl", DEFAULT_LOGIN_TTL),

@@ -10,7 +10,7 @@ use super::types::{canonical_resource, ScopeSet};
 use super::{pkce, Authority, ClientInfo, OAuthError};
 use crate::config::Config;
 use crate::crypto::{random_secret, SecretHash};
-use crate::store::{GrantRecord, NewTokens, Rotation, Store, TakenCode};
+use crate::store::{GrantRecord, NewTokens, Rotation, SealedSuccessor, Store, TakenCode};
 use crate::web::{Params, Reply, Request};
 
 /// Reads and checks the form and the client's credentials.
@@ -101,24 +101,44 @@ fn mint(config: &Config, now: u64) -> (String, String, NewTokens) {
         access_expires_at: now + config.auth.access_token_ttl.as_secs(),
         refresh: SecretHash::of(&refresh),
         refresh_expires_at: now + config.auth.refresh_token_ttl.as_secs(),
+        successor: None,
     };
     (access, refresh, tokens)
 }
 
-fn token_reply(config: &Config, access: &str, refresh: &str, scopes: &[String]) -> Reply {
-    Reply::json(
-        200,
-        &json!({
-            "access_token": access,
-            "token_type": "Bearer",
-            "expires_in": config.auth.access_token_ttl.as_secs(),
-            "refresh_token": refresh,
-            "scope": scopes.join(" "),
-        }),
-    )
+fn token_body(config: &Config, access: &str, refresh: &str, scopes: &[String]) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": config.auth.access_token_ttl.as_secs(),
+        "refresh_token": refresh,
+        "scope": scopes.join(" "),
+    }))
+    .expect("JSON encodes")
+}
+
+fn token_reply(body: Vec<u8>) -> Reply {
+    Reply {
+        status: 200,
+        headers: vec![(http::header::CONTENT_TYPE, "application/json".into())],
+        body: body.into(),
+    }
     .with_header(http::header::PRAGMA, "no-cache")
     .with_cors()
 }
+
+/// The key a rotation's answer is sealed under: derived from the refresh token itself (and
+/// distinct from the sha256 the store is keyed by), so only a holder of the old token can
+/// read the answer kept for retries.
+fn grace_sealer(refresh_token: &str) -> crate::crypto::Sealer {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"authgate refresh grace\0");
+    h.update(refresh_token.as_bytes());
+    crate::crypto::Sealer::new(&h.finalize().into())
+}
+
+const GRACE: &str = "refresh-grace";
 
 pub async fn token(auth: &Authority, config: &Config, req: &Request, now: u64) -> Reply {
     match token_inner(auth, config, req, now).await {
@@ -222,7 +242,12 @@ async fn authorization_code(
         user = %grant.identity.user_id(),
         upstream = %grant.upstream,
     );
-    Ok(token_reply(config, &access, &refresh, &grant.scopes))
+    Ok(token_reply(token_body(
+        config,
+        &access,
+        &refresh,
+        &grant.scopes,
+    )))
 }
 
 async fn refresh(
@@ -237,7 +262,8 @@ async fn refresh(
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     let hash = SecretHash::of(presented);
     // Scope and resource are checked before rotating, so a refused request changes nothing.
-    if let Some((_, grant)) = auth.store.find_refresh(hash, now).await? {
+    let current = auth.store.find_refresh(hash, now).await?;
+    if let Some((_, grant)) = &current {
         if grant.client_id != client.client_id {
             return Err(OAuthError::invalid_grant(
                 "the refresh token was issued to another client",
@@ -259,7 +285,17 @@ async fn refresh(
             }
         }
     }
-    let (access, refresh, tokens) = mint(config, now);
+    let (access, refresh, mut tokens) = mint(config, now);
+    let grace = config.auth.refresh_grace.as_secs();
+    let body = current
+        .as_ref()
+        .map(|(_, grant)| token_body(config, &access, &refresh, &grant.scopes));
+    if let (Some(body), true) = (&body, grace > 0) {
+        tokens.successor = Some(SealedSuccessor {
+            sealed: grace_sealer(presented).seal(GRACE, body),
+            until: now + grace,
+        });
+    }
     match auth
         .store
         .rotate_refresh(hash, &client.client_id, tokens, now)
@@ -267,7 +303,15 @@ async fn refresh(
     {
         Rotation::Rotated(grant) => {
             tracing::info!(target: "authgate::audit", event = "refreshed", grant_id = %grant.grant_id, client_id = %grant.client_id);
-            Ok(token_reply(config, &access, &refresh, &grant.scopes))
+            let body = body.unwrap_or_else(|| token_body(config, &access, &refresh, &grant.scopes));
+            Ok(token_reply(body))
+        }
+        Rotation::Retried { sealed } => {
+            let body = grace_sealer(presented)
+                .open(GRACE, &sealed)
+                .ok_or_else(|| OAuthError::invalid_grant("the refresh token is invalid"))?;
+            tracing::info!(target: "authgate::audit", event = "refresh_retried", client_id = %client.client_id);
+            Ok(token_reply(body))
         }
         Rotation::Reused { grant_id, revoked } => {
             tracing::warn!(

@@ -25,16 +25,20 @@ impl Cached {
         }
     }
 
+    /// The cached record for a token, without touching the store: the hot path's hit.
+    pub fn cached(&self, token: &SecretHash, now: u64) -> Option<Arc<AccessRecord>> {
+        let map = self.access.read().expect("cache lock");
+        map.get(token).filter(|rec| rec.expires_at > now).cloned()
+    }
+
     /// The bearer check: one hash (done by the caller), one map hit; the store on a miss.
     pub async fn authenticate(
         &self,
         token: SecretHash,
         now: u64,
     ) -> Result<Option<Arc<AccessRecord>>, StoreError> {
-        if let Some(rec) = self.access.read().expect("cache lock").get(&token) {
-            if rec.expires_at > now {
-                return Ok(Some(rec.clone()));
-            }
+        if let Some(rec) = self.cached(&token, now) {
+            return Ok(Some(rec));
         }
         let Some(rec) = self.inner.find_access(token, now).await? else {
             return Ok(None);

@@ -73,19 +73,38 @@ pub struct RefreshRecord {
     pub expires_at: u64,
     /// Set when this token was exchanged; presenting it again is reuse.
     pub rotated_at: Option<u64>,
+    /// The answer given when this token was exchanged, kept for the grace window so that a
+    /// retry (a lost response, several processes sharing the token) gets the same answer
+    /// instead of revoking the grant. Sealed under a key derived from the refresh token
+    /// itself, which the store never holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successor: Option<SealedSuccessor>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SealedSuccessor {
+    pub sealed: String,
+    /// End of the grace window (Unix seconds).
+    pub until: u64,
 }
 
 /// Hashes and lifetimes of a freshly minted token pair.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct NewTokens {
     pub access: SecretHash,
     pub access_expires_at: u64,
     pub refresh: SecretHash,
     pub refresh_expires_at: u64,
+    /// For a rotation: the sealed answer to keep on the old refresh token.
+    pub successor: Option<SealedSuccessor>,
 }
 
 pub enum Rotation {
     Rotated(GrantRecord),
+    /// Presented again within the grace window: the answer given the first time, sealed.
+    Retried {
+        sealed: String,
+    },
     /// The token had been rotated already: the grant is now revoked.
     Reused {
         grant_id: String,

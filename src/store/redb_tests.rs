@@ -29,6 +29,7 @@ fn tokens(a: &str, r: &str) -> NewTokens {
         access_expires_at: 1000,
         refresh: SecretHash::of(r),
         refresh_expires_at: 5000,
+        successor: None,
     }
 }
 
@@ -288,4 +289,58 @@ async fn sweep_removes_only_what_expired() {
         "the grant went with its last refresh token"
     );
     assert!(s.revoke_grant("g1").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_rotated_token_within_its_grace_window_gets_the_sealed_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Cached::new(Arc::new(RedbStore::open(dir.path()).unwrap()));
+    s.issue(grant("g1"), tokens("a1", "r1")).await.unwrap();
+    let mut next = tokens("a2", "r2");
+    next.successor = Some(SealedSuccessor {
+        sealed: "SEALED".into(),
+        until: 630,
+    });
+    assert!(matches!(
+        s.rotate_refresh(SecretHash::of("r1"), "c1", next, 600)
+            .await
+            .unwrap(),
+        Rotation::Rotated(_)
+    ));
+    // Within the window: the same answer, nothing revoked; another client gets nothing.
+    let again = s
+        .rotate_refresh(SecretHash::of("r1"), "c1", tokens("a3", "r3"), 630)
+        .await
+        .unwrap();
+    assert!(matches!(again, Rotation::Retried { ref sealed } if sealed == "SEALED"));
+    let other = s
+        .rotate_refresh(SecretHash::of("r1"), "c2", tokens("a3", "r3"), 610)
+        .await
+        .unwrap();
+    assert!(matches!(other, Rotation::Invalid));
+    assert!(s
+        .authenticate(SecretHash::of("a2"), 630)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(
+        s.authenticate(SecretHash::of("a3"), 630)
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing new minted"
+    );
+    // The sweep drops the sealed answer once the window is over...
+    s.sweep(640).await.unwrap();
+    // ...and reuse after the window revokes the family.
+    let late = s
+        .rotate_refresh(SecretHash::of("r1"), "c1", tokens("a4", "r4"), 641)
+        .await
+        .unwrap();
+    assert!(matches!(late, Rotation::Reused { .. }));
+    assert!(s
+        .authenticate(SecretHash::of("a2"), 641)
+        .await
+        .unwrap()
+        .is_none());
 }
