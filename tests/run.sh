@@ -19,6 +19,7 @@ fi
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
+cargo bench --locked --no-run   # the benchmarks must keep compiling
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --no-fail-fast
 else

@@ -48,8 +48,13 @@ pub async fn authenticate(
     upstream: &Upstream,
     now: u64,
 ) -> Result<Arc<AccessRecord>, Denied> {
-    let token = bearer(headers)?;
-    let record = match store.authenticate(SecretHash::of(token), now).await {
+    let token = SecretHash::of(bearer(headers)?);
+    let cached = store.cached(&token, now);
+    let found = match cached {
+        Some(r) => Ok(Some(r)),
+        None => store.authenticate(token, now).await,
+    };
+    let record = match found {
         Ok(Some(r)) => r,
         Ok(None) => return Err(Denied::Invalid),
         Err(e) => {

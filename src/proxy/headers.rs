@@ -34,8 +34,14 @@ pub fn is_ambiguous_path(path: &str) -> bool {
     if path.contains('\\') {
         return true;
     }
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") {
+    let encoded_separator = path.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!(
+                (w[1], w[2].to_ascii_lowercase()),
+                (b'2', b'e' | b'f') | (b'5', b'c')
+            )
+    });
+    if encoded_separator {
         return true;
     }
     path.split('/').any(|seg| seg == "." || seg == "..")
@@ -113,22 +119,25 @@ pub fn for_upstream(
         .map(str::to_string)
         .or_else(|| req.uri.authority().map(|a| a.to_string()));
 
+    // Most routes map onto the same path upstream (`/mcp` → `/mcp`); leave those URIs alone.
     let path = upstream.url.rewrite(rest);
-    let path_and_query = match req.uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path,
-    };
-    let uri = http::Uri::builder()
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|e| {
-            pingora::Error::because(
-                pingora::ErrorType::InvalidHTTPHeader,
-                "rewriting the path",
-                e,
-            )
-        })?;
-    req.set_uri(uri);
+    if path != req.uri.path() || req.uri.authority().is_some() {
+        let path_and_query = match req.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let uri = http::Uri::builder()
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| {
+                pingora::Error::because(
+                    pingora::ErrorType::InvalidHTTPHeader,
+                    "rewriting the path",
+                    e,
+                )
+            })?;
+        req.set_uri(uri);
+    }
 
     if !upstream.preserve_host {
         req.insert_header(HOST, upstream.url.authority.as_str())?;

@@ -131,16 +131,20 @@ pub struct RequestCtx {
 impl Gateway {
     /// Writes a local answer and tells Pingora the request is done.
     async fn answer(&self, session: &mut Session, reply: Reply) -> Result<bool> {
-        // A local answer does not read the request body; don't let leftovers poison keep-alive.
-        if session
-            .req_header()
+        // Unread request body would poison a kept-alive connection: drain a small one, close
+        // after anything else (a rejected upload is not worth reading).
+        let req = session.req_header();
+        let length = req
             .headers
-            .contains_key(http::header::CONTENT_LENGTH)
-            || session
-                .req_header()
-                .headers
-                .contains_key(http::header::TRANSFER_ENCODING)
-        {
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
+        let drain = !chunked && length.is_some_and(|l| l <= crate::web::request::MAX_BODY);
+        let drained = match length {
+            Some(l) if drain && l > 0 => session.drain_request_body().await.is_ok(),
+            _ => drain || (!chunked && length.is_none()),
+        };
+        if !drained {
             session.set_keepalive(None);
         }
         reply.write(session).await?;
