@@ -403,3 +403,138 @@ async fn refuses_to_start_on_a_bad_config() {
         "{stderr}"
     );
 }
+
+/// Counts requests whose body reached the upstream complete, to prove refused ones never
+/// did; answers with the body it got.
+async fn start_counting_upstream() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = Router::new().fallback(any(move |req: axum::extract::Request| {
+        let h = h.clone();
+        async move {
+            match axum::body::to_bytes(req.into_body(), 1 << 24).await {
+                Ok(body) => {
+                    h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    Response::builder()
+                        .header("content-type", "application/json")
+                        .body(Body::from(body))
+                        .unwrap()
+                }
+                Err(_) => StatusCode::BAD_REQUEST.into_response(),
+            }
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (port, hits)
+}
+
+#[tokio::test]
+async fn mismatched_mcp_headers_never_reach_the_upstream() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (port, hits) = start_counting_upstream().await;
+    let gw = Gateway::start(&config(port, "")).await;
+    let client = reqwest::Client::new();
+    let call = |name: &str, pad: usize| {
+        let body = serde_json::json!({
+            "jsonrpc": "2.0", "id": 41, "method": "tools/call",
+            "params": {"name": name, "arguments": {"pad": "x".repeat(pad)}}
+        })
+        .to_string();
+        client
+            .post(gw.url("/mcp"))
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "safe_tool")
+            .body(body)
+            .send()
+    };
+    // A small body is read before the upstream is contacted; a large one is held back until
+    // it is complete and checked (the upstream then sees the request head, never the body).
+    for pad in [0, 200 * 1024] {
+        let r = call("admin_tool", pad).await.unwrap();
+        assert_eq!(r.status(), 400, "pad {pad}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], -32020, "{v}");
+        assert_eq!(v["id"], 41);
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'safe_tool'"));
+    }
+    assert_eq!(
+        hits.load(SeqCst),
+        0,
+        "a mismatched request reached the upstream"
+    );
+    // Matching headers pass, body intact, and the call is logged.
+    for pad in [0, 200 * 1024] {
+        let r = call("safe_tool", pad).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            body["params"]["arguments"]["pad"].as_str().unwrap().len(),
+            pad
+        );
+    }
+    assert_eq!(hits.load(SeqCst), 2);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(gw
+        .access_log()
+        .iter()
+        .any(|l| l["mcp_method"] == "tools/call" && l["mcp_name"] == "safe_tool"));
+}
+
+#[tokio::test]
+async fn browser_origins_are_checked_and_get_cors() {
+    let (port, hits) = start_counting_upstream().await;
+    let gw = Gateway::start(&config(port, "")).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .post(gw.url("/mcp"))
+        .header("origin", "https://evil.example")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // Loopback origins (local browser clients) are allowed by default, and the response
+    // carries exactly one Access-Control-Allow-Origin naming them.
+    let r = client
+        .post(gw.url("/mcp"))
+        .header("origin", "http://localhost:6274")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let acao: Vec<_> = r
+        .headers()
+        .get_all("access-control-allow-origin")
+        .iter()
+        .collect();
+    assert_eq!(acao, vec!["http://localhost:6274"]);
+    assert!(r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .contains("Mcp-Session-Id"));
+    let r = client
+        .request(reqwest::Method::OPTIONS, gw.url("/mcp"))
+        .header("origin", "http://localhost:6274")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "mcp-method, mcp-name, authorization",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(r.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("Mcp-Name"));
+}

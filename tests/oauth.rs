@@ -294,6 +294,7 @@ async fn discovery_documents() {
         assert_eq!(m["registration_endpoint"], format!("{base}/register"));
         assert_eq!(m["revocation_endpoint"], format!("{base}/revoke"));
         assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
+        assert_eq!(m["authorization_response_iss_parameter_supported"], true);
         assert_eq!(m["response_types_supported"], json!(["code"]));
         assert!(m["token_endpoint_auth_methods_supported"]
             .as_array()

@@ -112,6 +112,7 @@ pub struct ServerSection {
     /// count: set public_url to the https URL it serves).
     #[serde(default)]
     pub allow_insecure_http: bool,
+    pub allowed_origins: Option<Vec<Text>>,
 }
 
 #[derive(Debug, Deserialize)]

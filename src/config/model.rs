@@ -200,6 +200,9 @@ pub struct ServerConfig {
     /// Absolute; relative paths in the file are taken from the config file's folder.
     pub data_dir: PathBuf,
     pub threads: usize,
+    /// Browser origins allowed on MCP routes (`*` for any); empty: the gateway's own origin
+    /// and loopback origins.
+    pub allowed_origins: Vec<String>,
 }
 
 /// The gateway's public base URL, without a trailing slash: `https://gw.example.com` or

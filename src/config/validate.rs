@@ -671,7 +671,30 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
             Some(t) => *t.get_ref(),
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        let mut allowed_origins = Vec::new();
+        for (i, o) in s.allowed_origins.iter().flatten().enumerate() {
+            let key = format!("server.allowed_origins[{i}]");
+            if let Some(origin) = self.parsed(o, &key, |v| {
+                if v == "*" {
+                    return Ok(v.to_string());
+                }
+                let url = url::Url::parse(v)
+                    .map_err(|_| format!("`{v}` is not an origin like https://app.example.com"))?;
+                if url.path() != "/"
+                    || url.query().is_some()
+                    || !matches!(url.scheme(), "http" | "https")
+                {
+                    return Err(format!(
+                        "`{v}` is not an origin (scheme://host[:port], no path)"
+                    ));
+                }
+                Ok(url.origin().ascii_serialization())
+            }) {
+                allowed_origins.push(origin);
+            }
+        }
         Some(ServerConfig {
+            allowed_origins,
             listen,
             public_url: public_url?,
             data_dir: data_dir?,

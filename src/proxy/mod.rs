@@ -9,7 +9,9 @@
 //! 6. `logging`: one access-log line, for local answers and proxied ones alike.
 
 pub mod bearer;
+pub mod cors;
 pub mod headers;
+pub mod mcp;
 pub mod router;
 
 use std::sync::Arc;
@@ -93,28 +95,6 @@ async fn read_request(session: &mut Session) -> std::result::Result<Request, Rep
     Ok(request)
 }
 
-/// CORS preflight for a protected MCP route: answered without a token (browsers send none).
-fn mcp_preflight() -> Reply {
-    Reply {
-        status: 204,
-        headers: vec![
-            (http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".into()),
-            (http::header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, DELETE, OPTIONS".into()),
-            (
-                http::header::ACCESS_CONTROL_ALLOW_HEADERS,
-                "Authorization, Content-Type, Accept, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID"
-                    .into(),
-            ),
-            (
-                http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version".into(),
-            ),
-            (http::header::ACCESS_CONTROL_MAX_AGE, "86400".into()),
-        ],
-        body: bytes::Bytes::new(),
-    }
-}
-
 /// What one request carries between phases.
 pub struct RequestCtx {
     started: Instant,
@@ -126,9 +106,54 @@ pub struct RequestCtx {
     handler: &'static str,
     /// The bearer token's record, for an authenticated request.
     access: Option<Arc<AccessRecord>>,
+    /// The browser Origin, once allowed; proxied responses get CORS headers for it.
+    origin: Option<String>,
+    /// What the request calls, from validated `Mcp-Method`/`Mcp-Name` headers.
+    mcp: Option<mcp::McpCall>,
+    /// A body too large to pre-read, held back until it is complete and checked.
+    hold: Option<bytes::BytesMut>,
+    /// Set when a held body did not match its mirrored headers.
+    mismatch: Option<mcp::Mismatch>,
 }
 
+/// Bodies up to this size are read before the upstream is contacted (Pingora's retry buffer),
+/// so a mismatched request never reaches it; larger ones are held and checked at their end.
+const PREREAD_LIMIT: usize = 64 * 1024;
+/// The largest MCP request body authgate will hold for header validation.
+const MAX_HELD_BODY: usize = 16 * 1024 * 1024;
+
 impl Gateway {
+    /// Validates 2026-07-28 mirrored headers against the body before anything is proxied.
+    async fn check_mcp_headers(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let req = session.req_header();
+        if req.method != http::Method::POST || !mcp::has_mirrored_headers(&req.headers) {
+            return Ok(false);
+        }
+        let length = req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        if length.is_none_or(|l| l > PREREAD_LIMIT) {
+            ctx.hold = Some(bytes::BytesMut::new());
+            return Ok(false);
+        }
+        session.enable_retry_buffering();
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            body.extend_from_slice(&chunk);
+        }
+        match mcp::check(&session.req_header().headers, &body) {
+            Ok(call) => {
+                ctx.mcp = Some(call);
+                Ok(false)
+            }
+            Err(m) => {
+                let reply = m.reply().with_origin(ctx.origin.as_deref());
+                self.answer(session, reply).await
+            }
+        }
+    }
+
     /// Writes a local answer and tells Pingora the request is done.
     async fn answer(&self, session: &mut Session, reply: Reply) -> Result<bool> {
         // Unread request body would poison a kept-alive connection: drain a small one, close
@@ -164,6 +189,10 @@ impl ProxyHttp for Gateway {
             rest: String::new(),
             handler: "-",
             access: None,
+            origin: None,
+            mcp: None,
+            hold: None,
+            mismatch: None,
         }
     }
 
@@ -217,49 +246,55 @@ impl ProxyHttp for Gateway {
             Target::Upstream(route, rest) => {
                 ctx.handler = "upstream";
                 ctx.rest = rest.to_string();
+                let route = route.clone();
                 ctx.route = Some(route.clone());
                 let upstream = &route.upstream;
-                if upstream.auth == UpstreamAuth::None {
-                    return Ok(false);
+                // DNS rebinding protection (MCP transports): a browser Origin must be allowed.
+                if let Some(origin) = req.headers.get(http::header::ORIGIN) {
+                    let origin = origin.to_str().unwrap_or_default().to_string();
+                    if !cors::origin_allowed(&snapshot.config, &origin) {
+                        return self.answer(session, cors::origin_refused()).await;
+                    }
+                    ctx.origin = Some(origin);
                 }
                 if req.method == http::Method::OPTIONS
                     && req
                         .headers
                         .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
                 {
-                    return self.answer(session, mcp_preflight()).await;
+                    return self
+                        .answer(session, cors::preflight(ctx.origin.as_deref()))
+                        .await;
                 }
-                match bearer::authenticate(
-                    &self.authority.store,
-                    &req.headers,
-                    upstream,
-                    unix_now(),
-                )
-                .await
-                {
-                    Ok(record) => {
-                        ctx.access = Some(record);
-                        Ok(false)
-                    }
-                    Err(denied) => {
-                        let held = match &denied {
-                            bearer::Denied::InsufficientScope => {
-                                let token = bearer::bearer(&req.headers).unwrap_or_default();
-                                self.authority
-                                    .store
-                                    .authenticate(crate::crypto::SecretHash::of(token), unix_now())
-                                    .await
-                                    .ok()
-                                    .flatten()
-                                    .map(|r| r.scopes.clone())
-                            }
-                            _ => None,
-                        };
-                        let reply =
-                            bearer::challenge(&snapshot.config, upstream, &denied, held.as_deref());
-                        self.answer(session, reply).await
+                if upstream.auth == UpstreamAuth::OAuth {
+                    let now = unix_now();
+                    match bearer::authenticate(&self.authority.store, &req.headers, upstream, now)
+                        .await
+                    {
+                        Ok(record) => ctx.access = Some(record),
+                        Err(denied) => {
+                            let held = match &denied {
+                                bearer::Denied::InsufficientScope => {
+                                    let token = bearer::bearer(&req.headers).unwrap_or_default();
+                                    self.authority
+                                        .store
+                                        .cached(&crate::crypto::SecretHash::of(token), now)
+                                        .map(|r| r.scopes.clone())
+                                }
+                                _ => None,
+                            };
+                            let reply = bearer::challenge(
+                                &snapshot.config,
+                                upstream,
+                                &denied,
+                                held.as_deref(),
+                            )
+                            .with_origin(ctx.origin.as_deref());
+                            return self.answer(session, reply).await;
+                        }
                     }
                 }
+                self.check_mcp_headers(session, ctx).await
             }
             Target::NotFound => {
                 ctx.handler = "gateway";
@@ -307,11 +342,61 @@ impl ProxyHttp for Gateway {
         headers::identity_for_upstream(upstream_request, &route.upstream, ctx.access.as_deref())
     }
 
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(held) = ctx.hold.as_mut() else {
+            return Ok(());
+        };
+        if let Some(chunk) = body.take() {
+            held.extend_from_slice(&chunk);
+            if held.len() > MAX_HELD_BODY {
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(413),
+                    "MCP request body too large to validate",
+                );
+            }
+        }
+        if !end_of_stream {
+            // Empty, not None: None would tell Pingora the body has ended.
+            *body = Some(bytes::Bytes::new());
+            return Ok(());
+        }
+        let all = ctx.hold.take().unwrap_or_default().freeze();
+        match mcp::check(&session.req_header().headers, &all) {
+            Ok(call) => {
+                ctx.mcp = Some(call);
+                *body = Some(all);
+                Ok(())
+            }
+            Err(m) => {
+                ctx.mismatch = Some(m);
+                Error::e_explain(ErrorType::HTTPStatus(400), "MCP header mismatch")
+            }
+        }
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut pingora::http::ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(origin) = &ctx.origin {
+            cors::apply_to_response(upstream_response, origin)?;
+        }
+        Ok(())
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> FailToProxy {
         use ErrorType::*;
         let (status, code, description) = match e.etype() {
@@ -339,7 +424,15 @@ impl ProxyHttp for Gateway {
         // Once the upstream's response has started, the status is gone; just end the stream.
         if status > 0 && session.response_written().is_none() {
             session.set_keepalive(None);
-            if let Err(err) = Reply::error(status, code, description).write(session).await {
+            let reply = match ctx.mismatch.take() {
+                Some(m) => m.reply(),
+                None => Reply::error(status, code, description),
+            };
+            if let Err(err) = reply
+                .with_origin(ctx.origin.as_deref())
+                .write(session)
+                .await
+            {
                 tracing::debug!(error = %err, "could not write the error reply");
             }
         }
@@ -360,6 +453,8 @@ impl ProxyHttp for Gateway {
             route = route.map_or("-", |r| r.upstream.path.as_str()),
             upstream = route.map_or(ctx.handler, |r| r.upstream.name.as_str()),
             client_id = ctx.access.as_ref().map(|a| a.client_id.as_str()),
+            mcp_method = ctx.mcp.as_ref().map(|m| m.method.as_str()),
+            mcp_name = ctx.mcp.as_ref().and_then(|m| m.name.as_deref()),
             user = ctx.access.as_ref().map(|a| a.identity.user_id()),
             status,
             duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,

@@ -85,6 +85,22 @@ impl Reply {
             )
     }
 
+    /// For a browser request from an allowed origin: CORS headers naming it (replacing the
+    /// wildcard of [`Reply::with_cors`], if set).
+    pub fn with_origin(mut self, origin: Option<&str>) -> Self {
+        let Some(origin) = origin else { return self };
+        self.headers.retain(|(n, _)| {
+            n != http::header::ACCESS_CONTROL_ALLOW_ORIGIN
+                && n != http::header::ACCESS_CONTROL_EXPOSE_HEADERS
+        });
+        self.with_header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin)
+            .with_header(
+                http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version",
+            )
+            .with_header(http::header::VARY, "Origin")
+    }
+
     pub fn with_header(mut self, name: HeaderName, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
