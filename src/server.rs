@@ -29,6 +29,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         store: Arc::new(Cached::new(store)),
         sealer: Sealer::new(&key),
         logins: Logins::new(),
+        cimd: Default::default(),
     });
 
     let listen = config.server.listen.clone();

@@ -21,6 +21,22 @@ pub struct FileConfig {
     pub providers: Vec<Spanned<ProviderSection>>,
     #[serde(default, rename = "client")]
     pub clients: Vec<Spanned<ClientSection>>,
+    #[serde(default)]
+    pub cimd: Option<Spanned<CimdSection>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CimdSection {
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub allowed_hosts: Vec<Text>,
+    #[serde(default)]
+    pub denied_hosts: Vec<Text>,
+    #[serde(default)]
+    pub trusted_hosts: Vec<Text>,
+    #[serde(default)]
+    pub allow_loopback_http: bool,
 }
 
 #[derive(Debug, Deserialize)]

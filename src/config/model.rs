@@ -17,6 +17,20 @@ pub struct Config {
     pub scopes: Vec<ScopeDef>,
     pub providers: Vec<Provider>,
     pub clients: Vec<Client>,
+    pub cimd: CimdConfig,
+}
+
+/// Which Client ID Metadata Document clients are accepted.
+#[derive(Debug, Clone)]
+pub struct CimdConfig {
+    pub enabled: bool,
+    /// Hosts whose documents are accepted; empty: any public host.
+    pub allowed_hosts: Vec<String>,
+    pub denied_hosts: Vec<String>,
+    /// Hosts whose clients skip the consent page.
+    pub trusted_hosts: Vec<String>,
+    /// Development only: fetch `http://` documents from loopback addresses.
+    pub allow_loopback_http: bool,
 }
 
 impl Config {

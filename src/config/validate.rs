@@ -97,6 +97,7 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
         let auth = self.auth(file.auth.as_ref(), &upstreams);
         let providers = self.providers(&file.providers);
         let clients = self.clients(&file.clients, &scope_names, &upstream_names);
+        let cimd = self.cimd(file.cimd.as_ref());
         if providers.is_empty() {
             if let (Some(u), Some(section)) = (
                 upstreams.iter().find(|u| u.auth == UpstreamAuth::OAuth),
@@ -126,7 +127,46 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
             scopes,
             providers,
             clients,
+            cimd,
         })
+    }
+
+    fn cimd(&mut self, section: Option<&Spanned<super::file::CimdSection>>) -> CimdConfig {
+        let Some(section) = section else {
+            return CimdConfig {
+                enabled: true,
+                allowed_hosts: vec![],
+                denied_hosts: vec![],
+                trusted_hosts: vec![],
+                allow_loopback_http: false,
+            };
+        };
+        let c = section.get_ref();
+        let mut hosts = |list: &[Text], key: &str| -> Vec<String> {
+            list.iter()
+                .enumerate()
+                .filter_map(|(i, h)| {
+                    self.parsed(h, &format!("cimd.{key}[{i}]"), |v| {
+                        let v = v.trim().to_ascii_lowercase();
+                        if v.is_empty() || v.contains(['/', ':', ' ', '@']) {
+                            Err("must be a bare host name".to_string())
+                        } else {
+                            Ok(v)
+                        }
+                    })
+                })
+                .collect()
+        };
+        let allowed_hosts = hosts(&c.allowed_hosts, "allowed_hosts");
+        let denied_hosts = hosts(&c.denied_hosts, "denied_hosts");
+        let trusted_hosts = hosts(&c.trusted_hosts, "trusted_hosts");
+        CimdConfig {
+            enabled: c.enabled.unwrap_or(true),
+            allowed_hosts,
+            denied_hosts,
+            trusted_hosts,
+            allow_loopback_http: c.allow_loopback_http,
+        }
     }
 
     fn opt_text(&mut self, value: &Option<Text>, key: &str) -> Option<String> {

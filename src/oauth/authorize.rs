@@ -87,6 +87,9 @@ pub async fn authorize(auth: &Authority, config: &Config, req: &Request, now: u6
                 "This application is not registered with this server. Remove it and add it again in your application.",
             )
         }
+        Err(e) if e.code == "invalid_client" => {
+            return pages::error(400, "This application cannot be used", &e.description)
+        }
         Err(e) => return pages::error(500, "Server error", &e.description),
     };
     let redirect_uri = match q.get("redirect_uri") {

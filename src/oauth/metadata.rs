@@ -32,6 +32,9 @@ pub fn authorization_server(config: &Config) -> Value {
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
     });
+    if config.cimd.enabled {
+        m["client_id_metadata_document_supported"] = json!(true);
+    }
     if config.auth.registration != Registration::Off {
         m["registration_endpoint"] = json!(url("/register"));
     }

@@ -4,6 +4,7 @@
 //! `now` so tests fix the clock.
 
 pub mod authorize;
+pub mod cimd;
 pub mod error;
 pub mod metadata;
 pub mod pkce;
@@ -50,6 +51,7 @@ pub struct Authority {
     pub store: Arc<Cached>,
     pub sealer: Sealer,
     pub logins: Logins,
+    pub cimd: cimd::DocumentCache,
 }
 
 /// A client as the authorization server sees it, pre-registered or dynamically registered.
@@ -84,6 +86,23 @@ impl Authority {
                 allowed_upstreams: c.upstreams.clone(),
                 trusted: c.trusted,
             }));
+        }
+        if cimd::is_document_url(client_id) {
+            return match self
+                .cimd
+                .client(
+                    client_id,
+                    &config.cimd,
+                    config.auth.allow_custom_scheme_redirects,
+                )
+                .await
+            {
+                Ok(info) => Ok(Some(info)),
+                Err(e) => {
+                    tracing::info!(target: "authgate::audit", event = "cimd_refused", client_id, reason = %e);
+                    Err(OAuthError::invalid_client(e.to_string()))
+                }
+            };
         }
         let Some(rec) = self.store.get_client(client_id).await? else {
             return Ok(None);

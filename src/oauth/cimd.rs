@@ -1,0 +1,376 @@
+//! Client ID Metadata Documents: a `client_id` that is an https URL names a JSON document
+//! describing the client, which authgate fetches. The fetch is an SSRF surface, so: https
+//! only, every resolved address must be public and the connection is pinned to a vetted
+//! one, no redirects, a short timeout, a small size cap, JSON only. Documents are cached
+//! within bounds of their `Cache-Control`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use url::Url;
+
+use super::types::RedirectUri;
+use super::ClientInfo;
+use crate::config::CimdConfig;
+
+const MAX_DOCUMENT: usize = 8 * 1024;
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+const MIN_CACHE: Duration = Duration::from_secs(60);
+const MAX_CACHE: Duration = Duration::from_secs(24 * 3600);
+const DEFAULT_CACHE: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CimdError {
+    #[error("client metadata documents are not accepted here")]
+    Disabled,
+    #[error("the client_id is not a valid metadata document URL: {0}")]
+    BadUrl(String),
+    #[error("clients from `{0}` are not allowed")]
+    HostNotAllowed(String),
+    #[error("`{0}` resolves to a non-public address")]
+    NonPublicAddress(String),
+    #[error("the metadata document could not be fetched: {0}")]
+    Fetch(String),
+    #[error("the metadata document is invalid: {0}")]
+    Invalid(String),
+}
+
+/// Whether `client_id` is shaped like a metadata document URL (and not a plain id).
+pub fn is_document_url(client_id: &str) -> bool {
+    client_id.starts_with("https://") || client_id.starts_with("http://")
+}
+
+#[derive(Default)]
+pub struct DocumentCache {
+    entries: Mutex<HashMap<String, (ClientInfo, Instant)>>,
+}
+
+#[derive(Deserialize)]
+struct Document {
+    client_id: String,
+    client_name: Option<String>,
+    redirect_uris: Option<Vec<String>>,
+    token_endpoint_auth_method: Option<String>,
+    client_secret: Option<serde_json::Value>,
+}
+
+/// Checks the URL itself (CIMD draft §3): scheme, a path, no fragment, userinfo or dot
+/// segments. Returns the host.
+fn check_url(client_id: &str, cfg: &CimdConfig) -> Result<Url, CimdError> {
+    let url = Url::parse(client_id).map_err(|e| CimdError::BadUrl(e.to_string()))?;
+    let loopback_dev = url.scheme() == "http"
+        && cfg.allow_loopback_http
+        && url
+            .host()
+            .as_ref()
+            .is_some_and(crate::config::is_loopback_host);
+    if url.scheme() != "https" && !loopback_dev {
+        return Err(CimdError::BadUrl("it must be an https URL".into()));
+    }
+    if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(CimdError::BadUrl(
+            "no fragment or credentials allowed".into(),
+        ));
+    }
+    if url.path() == "/" || url.path().is_empty() {
+        return Err(CimdError::BadUrl("it must have a path".into()));
+    }
+    // The parsed URL must be the string as sent: no normalisation, no dot segments.
+    if url.as_str() != client_id || client_id.split('/').any(|s| s == "." || s == "..") {
+        return Err(CimdError::BadUrl("it must be in normalised form".into()));
+    }
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let listed = |list: &[String]| list.iter().any(|h| h.eq_ignore_ascii_case(&host));
+    if listed(&cfg.denied_hosts) || (!cfg.allowed_hosts.is_empty() && !listed(&cfg.allowed_hosts)) {
+        return Err(CimdError::HostNotAllowed(host));
+    }
+    Ok(url)
+}
+
+/// Public unicast only: no loopback, private, link-local, CGNAT, documentation, benchmark,
+/// multicast, unspecified or reserved ranges (v4, v6, and v4 mapped into v6).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (18..20).contains(&b))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8
+                || first == 0x0064 && v6.segments()[1] == 0xff9b)
+        }
+    }
+}
+
+fn max_age(headers: &reqwest::header::HeaderMap) -> Duration {
+    let ttl = headers
+        .get(reqwest::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|cc| {
+            if cc
+                .split(',')
+                .any(|d| matches!(d.trim(), "no-store" | "no-cache"))
+            {
+                return Some(Duration::ZERO);
+            }
+            cc.split(',')
+                .find_map(|d| d.trim().strip_prefix("max-age=")?.parse::<u64>().ok())
+                .map(Duration::from_secs)
+        })
+        .unwrap_or(DEFAULT_CACHE);
+    ttl.clamp(MIN_CACHE, MAX_CACHE)
+}
+
+impl DocumentCache {
+    /// The client a metadata document describes, from cache or fetched.
+    pub async fn client(
+        &self,
+        client_id: &str,
+        cfg: &CimdConfig,
+        allow_custom: bool,
+    ) -> Result<ClientInfo, CimdError> {
+        if !cfg.enabled {
+            return Err(CimdError::Disabled);
+        }
+        let url = check_url(client_id, cfg)?;
+        if let Some((info, until)) = self.entries.lock().await.get(client_id) {
+            if *until > Instant::now() {
+                return Ok(info.clone());
+            }
+        }
+        let (info, ttl) = fetch(&url, client_id, cfg, allow_custom).await?;
+        let mut entries = self.entries.lock().await;
+        if entries.len() > 10_000 {
+            entries.clear();
+        }
+        entries.insert(client_id.to_string(), (info.clone(), Instant::now() + ttl));
+        Ok(info)
+    }
+}
+
+async fn fetch(
+    url: &Url,
+    client_id: &str,
+    cfg: &CimdConfig,
+    allow_custom: bool,
+) -> Result<(ClientInfo, Duration), CimdError> {
+    let host = url.host_str().unwrap_or_default().to_string();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addrs: Vec<SocketAddr> = tokio::time::timeout(
+        FETCH_TIMEOUT,
+        tokio::net::lookup_host((host.as_str(), port)),
+    )
+    .await
+    .map_err(|_| CimdError::Fetch("DNS lookup timed out".into()))?
+    .map_err(|e| CimdError::Fetch(format!("DNS lookup failed: {e}")))?
+    .collect();
+    if addrs.is_empty() {
+        return Err(CimdError::Fetch("the host has no address".into()));
+    }
+    let dev_loopback = url.scheme() == "http";
+    for a in &addrs {
+        let ok = is_public(a.ip()) || (dev_loopback && a.ip().is_loopback());
+        if !ok {
+            return Err(CimdError::NonPublicAddress(host));
+        }
+    }
+    if dev_loopback {
+        tracing::warn!(client_id, "fetching a client metadata document over loopback http (cimd.allow_loopback_http is on)");
+    }
+    // Connect only to the address vetted above, whatever DNS says next.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(FETCH_TIMEOUT)
+        .resolve(&host, addrs[0])
+        .user_agent(concat!("authgate/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| CimdError::Fetch(e.to_string()))?;
+    let mut resp = client
+        .get(url.clone())
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| CimdError::Fetch(e.without_url().to_string()))?;
+    if resp.status().is_redirection() {
+        return Err(CimdError::Fetch(
+            "the document URL redirects; redirects are not followed".into(),
+        ));
+    }
+    if resp.status() != reqwest::StatusCode::OK {
+        return Err(CimdError::Fetch(format!("HTTP {}", resp.status())));
+    }
+    let json_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let ct = ct.to_ascii_lowercase();
+            ct.starts_with("application/json")
+                || (ct.starts_with("application/") && ct.contains("+json"))
+        });
+    if !json_type {
+        return Err(CimdError::Invalid(
+            "it is not served as application/json".into(),
+        ));
+    }
+    if resp
+        .content_length()
+        .is_some_and(|l| l as usize > MAX_DOCUMENT)
+    {
+        return Err(CimdError::Invalid(format!(
+            "it is larger than {MAX_DOCUMENT} bytes"
+        )));
+    }
+    let ttl = max_age(resp.headers());
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| CimdError::Fetch(e.without_url().to_string()))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_DOCUMENT {
+            return Err(CimdError::Invalid(format!(
+                "it is larger than {MAX_DOCUMENT} bytes"
+            )));
+        }
+    }
+    let doc: Document = serde_json::from_slice(&body)
+        .map_err(|e| CimdError::Invalid(format!("not valid JSON metadata: {e}")))?;
+    if doc.client_id != client_id {
+        return Err(CimdError::Invalid(
+            "its client_id is not the URL it was fetched from".into(),
+        ));
+    }
+    if doc.client_secret.is_some() {
+        return Err(CimdError::Invalid("it contains a client_secret".into()));
+    }
+    match doc.token_endpoint_auth_method.as_deref() {
+        None | Some("none") => {}
+        Some(other) => {
+            return Err(CimdError::Invalid(format!(
+                "token_endpoint_auth_method `{other}` is not supported (use none)"
+            )))
+        }
+    }
+    let uris = doc
+        .redirect_uris
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| CimdError::Invalid("redirect_uris is missing".into()))?;
+    let redirect_uris = uris
+        .iter()
+        .map(|u| RedirectUri::parse_registered(u, allow_custom).map_err(CimdError::Invalid))
+        .collect::<Result<Vec<_>, _>>()?;
+    let host_lc = host.to_ascii_lowercase();
+    Ok((
+        ClientInfo {
+            client_id: client_id.to_string(),
+            name: doc
+                .client_name
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| host.clone()),
+            redirect_uris,
+            secret: None,
+            allowed_scopes: None,
+            allowed_upstreams: None,
+            trusted: cfg
+                .trusted_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(&host_lc)),
+        },
+        ttl,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> CimdConfig {
+        CimdConfig {
+            enabled: true,
+            allowed_hosts: vec![],
+            denied_hosts: vec!["evil.example".into()],
+            trusted_hosts: vec![],
+            allow_loopback_http: false,
+        }
+    }
+
+    #[test]
+    fn urls_must_be_https_with_a_path_in_normal_form() {
+        assert!(check_url(
+            "https://claude.ai/oauth/claude-code-client-metadata",
+            &cfg()
+        )
+        .is_ok());
+        for bad in [
+            "http://claude.ai/x",
+            "https://claude.ai",
+            "https://claude.ai/",
+            "https://claude.ai/x#frag",
+            "https://user@claude.ai/x",
+            "https://claude.ai/a/../b",
+            "https://CLAUDE.ai/x",
+        ] {
+            assert!(check_url(bad, &cfg()).is_err(), "{bad}");
+        }
+        assert_eq!(
+            check_url("https://evil.example/x", &cfg()).unwrap_err(),
+            CimdError::HostNotAllowed("evil.example".into())
+        );
+        let mut only = cfg();
+        only.allowed_hosts = vec!["claude.ai".into()];
+        assert!(check_url("https://vscode.dev/x", &only).is_err());
+        let mut dev = cfg();
+        dev.allow_loopback_http = true;
+        assert!(check_url("http://127.0.0.1:9/client.json", &dev).is_ok());
+        assert!(check_url("http://example.com/client.json", &dev).is_err());
+    }
+
+    #[test]
+    fn only_public_addresses() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "::1",
+            "fc00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["1.1.1.1", "140.82.112.3", "2606:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+}

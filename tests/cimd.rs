@@ -1,0 +1,243 @@
+//! Client ID Metadata Documents against the real binary: documents served by the test on
+//! loopback (with the development switch on), a full login with a CIMD client, and every
+//! refusal: a mismatched client_id, an oversized document, a non-public address, a redirect.
+
+mod common;
+
+use std::collections::HashMap;
+
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::get;
+use axum::Router;
+use reqwest::redirect::Policy;
+use serde_json::{json, Value};
+
+use common::{start_echo_upstream, Gateway};
+
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+async fn start_documents() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let doc = |client_id: String| {
+        let body = json!({
+            "client_id": client_id,
+            "client_name": "Doc Client",
+            "redirect_uris": ["http://127.0.0.1/callback"],
+            "token_endpoint_auth_method": "none",
+        })
+        .to_string();
+        move || {
+            let body = body.clone();
+            async move {
+                (
+                    [
+                        ("content-type", "application/json"),
+                        ("cache-control", "max-age=600"),
+                    ],
+                    body,
+                )
+            }
+        }
+    };
+    let app = Router::new()
+        .route("/good.json", get(doc(format!("{base}/good.json"))))
+        .route("/other.json", get(doc(format!("{base}/someone-else.json"))))
+        .route(
+            "/big.json",
+            get(|| async {
+                (
+                    [("content-type", "application/json")],
+                    format!("{{\"pad\":\"{}\"}}", "x".repeat(20_000)),
+                )
+            }),
+        )
+        .route(
+            "/moved.json",
+            get(|| async { Redirect::temporary("/good.json").into_response() }),
+        )
+        .route(
+            "/html.json",
+            get(|| async { ([("content-type", "text/html")], "<html></html>") }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+async fn start_gateway(up: u16) -> Gateway {
+    let hash = authgate::login::local::hash_password("pw");
+    Gateway::start_with_env(
+        &format!(
+            r#"
+[server]
+listen = ["127.0.0.1:{{port}}"]
+public_url = "http://127.0.0.1:{{port}}"
+data_dir = "{{data}}"
+
+[cimd]
+allow_loopback_http = true
+trusted_hosts = ["127.0.0.1"]
+
+[[upstream]]
+name = "a"
+path = "/a"
+url = "http://127.0.0.1:{up}/up"
+
+[[provider]]
+id = "local"
+kind = "local"
+
+[[provider.users]]
+username = "alice"
+password_hash = "${{ALICE_HASH}}"
+"#
+        ),
+        &[("ALICE_HASH", &hash)],
+    )
+    .await
+}
+
+fn authorize_url(gw: &Gateway, client_id: &str) -> String {
+    let q = serde_urlencoded::to_string([
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", "http://127.0.0.1:51000/callback"),
+        ("code_challenge", CHALLENGE),
+        ("code_challenge_method", "S256"),
+        ("state", "s"),
+    ])
+    .unwrap();
+    format!("{}?{q}", gw.url("/authorize"))
+}
+
+#[tokio::test]
+async fn a_metadata_document_client_logs_in_and_calls_a_tool() {
+    let docs = start_documents().await;
+    let up = start_echo_upstream().await;
+    let gw = start_gateway(up).await;
+    let m: Value = reqwest::get(gw.url("/.well-known/oauth-authorization-server"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["client_id_metadata_document_supported"], true);
+    assert!(m["token_endpoint_auth_methods_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("none")));
+
+    let client_id = format!("http://127.0.0.1:{docs}/good.json");
+    let b = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    let r = b.get(authorize_url(&gw, &client_id)).send().await.unwrap();
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    let login = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(login.starts_with("/login/local?flow="));
+    let page = b
+        .get(gw.url(&login))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Doc Client"),
+        "the document's client_name is shown"
+    );
+    let flow = page
+        .split("name=\"flow\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = b
+        .post(gw.url("/login/local"))
+        .form(&[
+            ("flow", flow.as_str()),
+            ("username", "alice"),
+            ("password", "pw"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    // A trusted host skips consent: straight back to the client with a code.
+    let back = r.headers()["location"].to_str().unwrap().to_string();
+    let q: HashMap<String, String> = url::Url::parse(&back)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let r = reqwest::Client::new()
+        .post(gw.url("/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", q["code"].as_str()),
+            ("code_verifier", VERIFIER),
+            ("client_id", client_id.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t: Value = r.json().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(gw.url("/a"))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen: Value = r.json().await.unwrap();
+    assert_eq!(seen["headers"]["x-authgate-client-id"], client_id.as_str());
+}
+
+#[tokio::test]
+async fn bad_documents_get_an_error_page_never_a_redirect() {
+    let docs = start_documents().await;
+    let up = start_echo_upstream().await;
+    let gw = start_gateway(up).await;
+    let b = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    for (client_id, expected) in [
+        (
+            format!("http://127.0.0.1:{docs}/other.json"),
+            "client_id is not the URL",
+        ),
+        (format!("http://127.0.0.1:{docs}/big.json"), "larger than"),
+        (format!("http://127.0.0.1:{docs}/moved.json"), "redirects"),
+        (
+            format!("http://127.0.0.1:{docs}/html.json"),
+            "application/json",
+        ),
+        (format!("http://127.0.0.1:{docs}/missing.json"), "HTTP 404"),
+        // https on a loopback address: refused before any connection.
+        (
+            format!("https://127.0.0.1:{docs}/good.json"),
+            "non-public address",
+        ),
+        ("https://localhost/".to_string(), "must have a path"),
+    ] {
+        let r = b.get(authorize_url(&gw, &client_id)).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{client_id}");
+        assert!(
+            r.headers().get("location").is_none(),
+            "{client_id} redirected"
+        );
+        let html = r.text().await.unwrap();
+        assert!(
+            html.contains(expected),
+            "{client_id}: expected {expected:?} in {html}"
+        );
+    }
+}
