@@ -30,6 +30,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         sealer: Sealer::new(&key),
         logins: Logins::new(),
         cimd: Default::default(),
+        registrations: Default::default(),
     });
 
     let listen = config.server.listen.clone();
@@ -57,8 +58,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     server.bootstrap();
 
     let sweep_store = authority.store.clone();
+    let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+    let live = snapshot.clone();
     let gateway = Gateway {
-        snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+        snapshot,
         authority,
     };
     let mut service =
@@ -74,6 +77,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Sweeper {
             store: sweep_store,
             every: std::time::Duration::from_secs(300),
+            unused_registration_ttl: Box::new(move || {
+                live.load().config.auth.unused_registration_ttl
+            }),
         },
     ));
     for addr in &listen {

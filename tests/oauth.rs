@@ -1038,3 +1038,22 @@ async fn acknowledged_grants_survive_kill_9() {
     let bytes = std::fs::read(gw.dir.path().join("data/authgate.redb")).unwrap();
     assert!(!String::from_utf8_lossy(&bytes).contains(&access));
 }
+
+#[tokio::test]
+async fn registration_is_rate_limited_per_address() {
+    let (gw, _) = start("registration_rate_limit = 3").await;
+    let body =
+        json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"});
+    for _ in 0..3 {
+        assert_eq!(register(&gw, body.clone()).await.0, 201);
+    }
+    let r = reqwest::Client::new()
+        .post(gw.url("/register"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "60");
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
+}

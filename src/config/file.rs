@@ -51,6 +51,8 @@ pub struct AuthSection {
     pub login_ttl: Option<Text>,
     pub registration: Option<Text>,
     pub registration_token: Option<Text>,
+    pub registration_rate_limit: Option<Spanned<u32>>,
+    pub unused_registration_ttl: Option<Text>,
     #[serde(default)]
     pub allow_custom_scheme_redirects: bool,
     pub default_upstream: Option<Text>,

@@ -76,6 +76,10 @@ pub struct AuthConfig {
     /// How long a person has to finish login and consent.
     pub login_ttl: Duration,
     pub registration: Registration,
+    /// Registrations one client address may make per minute (0: unlimited).
+    pub registration_rate_limit: u32,
+    /// Dynamic registrations that never got a grant are deleted after this long.
+    pub unused_registration_ttl: Duration,
     /// Accept private-use redirect schemes (`cursor://…`) at dynamic registration.
     pub allow_custom_scheme_redirects: bool,
     /// The upstream a token is for when a client names no `resource`.

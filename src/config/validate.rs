@@ -212,6 +212,8 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
             login_ttl: None,
             registration: None,
             registration_token: None,
+            registration_rate_limit: None,
+            unused_registration_ttl: None,
             allow_custom_scheme_redirects: false,
             default_upstream: None,
         };
@@ -291,6 +293,15 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
             session_ttl: self.duration(&a.session_ttl, "auth.session_ttl", DEFAULT_SESSION_TTL),
             login_ttl: self.duration(&a.login_ttl, "auth.login_ttl", DEFAULT_LOGIN_TTL),
             registration,
+            registration_rate_limit: a
+                .registration_rate_limit
+                .as_ref()
+                .map_or(20, |r| *r.get_ref()),
+            unused_registration_ttl: self.duration(
+                &a.unused_registration_ttl,
+                "auth.unused_registration_ttl",
+                Duration::from_secs(24 * 3600),
+            ),
             allow_custom_scheme_redirects: a.allow_custom_scheme_redirects,
             default_upstream,
         }

@@ -52,6 +52,7 @@ pub struct Authority {
     pub sealer: Sealer,
     pub logins: Logins,
     pub cimd: cimd::DocumentCache,
+    pub registrations: register::RateLimiter,
 }
 
 /// A client as the authorization server sees it, pre-registered or dynamically registered.

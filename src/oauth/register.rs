@@ -12,6 +12,33 @@ use crate::store::{ClientRecord, Store};
 use crate::web::{Reply, Request};
 
 const MAX_REDIRECT_URIS: usize = 10;
+
+/// Registrations per client address per minute: MCP clients such as Claude register anew on
+/// every connection, so the endpoint stays open, but one address cannot flood the store.
+#[derive(Default)]
+pub struct RateLimiter {
+    windows: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u64, u32)>>,
+}
+
+impl RateLimiter {
+    /// Counts one registration from `ip` in the minute of `now`; false when over `limit`.
+    pub fn allow(&self, ip: Option<std::net::IpAddr>, limit: u32, now: u64) -> bool {
+        let (Some(ip), true) = (ip, limit > 0) else {
+            return true;
+        };
+        let minute = now / 60;
+        let mut windows = self.windows.lock().expect("rate limiter lock");
+        if windows.len() > 100_000 {
+            windows.retain(|_, (m, _)| *m == minute);
+        }
+        let entry = windows.entry(ip).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= limit
+    }
+}
 const MAX_NAME: usize = 200;
 
 #[derive(Deserialize)]
@@ -40,6 +67,18 @@ async fn register_inner(
     req: &Request,
     now: u64,
 ) -> Result<Reply, OAuthError> {
+    if !auth
+        .registrations
+        .allow(req.client_ip, config.auth.registration_rate_limit, now)
+    {
+        return Ok(Reply::error(
+            429,
+            "invalid_request",
+            "too many registrations from this address; try again in a minute",
+        )
+        .with_header(http::header::RETRY_AFTER, "60")
+        .with_cors());
+    }
     match &config.auth.registration {
         Registration::Open => {}
         Registration::Off => {
@@ -132,6 +171,7 @@ async fn register_inner(
         grant_types: grant_types.clone(),
         application_type: md.application_type.clone(),
         created_at: now,
+        first_used_at: None,
     };
     auth.store.put_client(record).await?;
     tracing::info!(

@@ -131,8 +131,8 @@ impl Store for Cached {
     async fn put_consent(&self, key: &str, record: ConsentRecord) -> Result<(), StoreError> {
         self.inner.put_consent(key, record).await
     }
-    async fn sweep(&self, now: u64) -> Result<Swept, StoreError> {
-        let swept = self.inner.sweep(now).await?;
+    async fn sweep(&self, now: u64, unused_clients_before: u64) -> Result<Swept, StoreError> {
+        let swept = self.inner.sweep(now, unused_clients_before).await?;
         self.access
             .write()
             .expect("cache lock")

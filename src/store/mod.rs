@@ -70,8 +70,10 @@ pub trait Store: Send + Sync + 'static {
     async fn put_consent(&self, key: &str, record: ConsentRecord) -> Result<(), StoreError>;
 
     /// Deletes what has expired: codes, access and refresh tokens, grants whose last refresh
-    /// token expired, and replay records of codes a day after their expiry.
-    async fn sweep(&self, now: u64) -> Result<Swept, StoreError>;
+    /// token expired, replay records of codes a day after their expiry, and dynamically
+    /// registered clients that never got a grant and were registered before
+    /// `unused_clients_before`.
+    async fn sweep(&self, now: u64, unused_clients_before: u64) -> Result<Swept, StoreError>;
 }
 
 /// What one sweep removed.
@@ -81,4 +83,5 @@ pub struct Swept {
     pub access_tokens: usize,
     pub refresh_tokens: usize,
     pub grants: usize,
+    pub clients: usize,
 }

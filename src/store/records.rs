@@ -17,6 +17,9 @@ pub struct ClientRecord {
     pub grant_types: Vec<String>,
     pub application_type: Option<String>,
     pub created_at: u64,
+    /// When a grant was first issued to it; registrations never used are swept.
+    #[serde(default)]
+    pub first_used_at: Option<u64>,
 }
 
 /// An issued, not yet redeemed authorization code.

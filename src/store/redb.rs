@@ -265,6 +265,19 @@ impl Store for RedbStore {
                 grants
                     .insert(grant.grant_id.as_str(), enc(&grant).as_slice())
                     .map_err(io)?;
+                // A registration that got a grant is in use: keep it from the sweeper.
+                let mut clients = txn.open_table(CLIENTS).map_err(io)?;
+                let unused = match clients.get(grant.client_id.as_str()).map_err(io)? {
+                    Some(raw) => Some(dec::<ClientRecord>(raw.value())?)
+                        .filter(|c| c.first_used_at.is_none()),
+                    None => None,
+                };
+                if let Some(mut c) = unused {
+                    c.first_used_at = Some(grant.created_at);
+                    clients
+                        .insert(c.client_id.as_str(), enc(&c).as_slice())
+                        .map_err(io)?;
+                }
             }
             insert_tokens(txn, &grant, &tokens)
         })
@@ -419,9 +432,20 @@ impl Store for RedbStore {
         .await
     }
 
-    async fn sweep(&self, now: u64) -> Result<Swept, StoreError> {
+    async fn sweep(&self, now: u64, unused_clients_before: u64) -> Result<Swept, StoreError> {
         self.write(move |txn| {
             let mut swept = Swept::default();
+            {
+                let mut clients = txn.open_table(CLIENTS).map_err(io)?;
+                let before = clients.len().map_err(io)?;
+                clients
+                    .retain(|_, v| {
+                        dec::<ClientRecord>(v)
+                            .map_or(true, |c| c.first_used_at.is_some() || c.created_at >= unused_clients_before)
+                    })
+                    .map_err(io)?;
+                swept.clients = (before - clients.len().map_err(io)?) as usize;
+            }
             {
                 let mut codes = txn.open_table(CODES).map_err(io)?;
                 let before = codes.len().map_err(io)?;

@@ -260,14 +260,15 @@ async fn sweep_removes_only_what_expired() {
         .unwrap()
         .is_some());
 
-    let swept = s.sweep(1500).await.unwrap();
+    let swept = s.sweep(1500, 0).await.unwrap();
     assert_eq!(
         swept,
         Swept {
             codes: 1,
             access_tokens: 1,
             refresh_tokens: 0,
-            grants: 0
+            grants: 0,
+            clients: 0
         }
     );
     assert!(
@@ -282,7 +283,7 @@ async fn sweep_removes_only_what_expired() {
         TakenCode::Fresh(_)
     ));
 
-    let swept = s.sweep(6000).await.unwrap();
+    let swept = s.sweep(6000, 0).await.unwrap();
     assert_eq!(swept.refresh_tokens, 1);
     assert_eq!(
         swept.grants, 1,
@@ -331,7 +332,7 @@ async fn a_rotated_token_within_its_grace_window_gets_the_sealed_answer() {
         "nothing new minted"
     );
     // The sweep drops the sealed answer once the window is over...
-    s.sweep(640).await.unwrap();
+    s.sweep(640, 0).await.unwrap();
     // ...and reuse after the window revokes the family.
     let late = s
         .rotate_refresh(SecretHash::of("r1"), "c1", tokens("a4", "r4"), 641)
@@ -343,4 +344,39 @@ async fn a_rotated_token_within_its_grace_window_gets_the_sealed_answer() {
         .await
         .unwrap()
         .is_none());
+}
+
+fn client(id: &str, created_at: u64) -> ClientRecord {
+    ClientRecord {
+        client_id: id.into(),
+        client_name: None,
+        redirect_uris: vec!["http://127.0.0.1/cb".into()],
+        secret_sha256: None,
+        token_endpoint_auth_method: "none".into(),
+        grant_types: vec![],
+        application_type: None,
+        created_at,
+        first_used_at: None,
+    }
+}
+
+#[tokio::test]
+async fn registrations_that_never_got_a_grant_are_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = RedbStore::open(dir.path()).unwrap();
+    s.put_client(client("c1", 10)).await.unwrap(); // used below
+    s.put_client(client("old", 10)).await.unwrap();
+    s.put_client(client("new", 500)).await.unwrap();
+    s.issue(grant("g1"), tokens("a1", "r1")).await.unwrap(); // grant for c1
+    let swept = s.sweep(600, 100).await.unwrap();
+    assert_eq!(swept.clients, 1);
+    assert!(s
+        .get_client("c1")
+        .await
+        .unwrap()
+        .unwrap()
+        .first_used_at
+        .is_some());
+    assert!(s.get_client("old").await.unwrap().is_none());
+    assert!(s.get_client("new").await.unwrap().is_some());
 }

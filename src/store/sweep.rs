@@ -13,6 +13,8 @@ use super::{Cached, Store};
 pub struct Sweeper {
     pub store: Arc<Cached>,
     pub every: Duration,
+    /// How long a dynamic registration may stay unused (read from the live config).
+    pub unused_registration_ttl: Box<dyn Fn() -> Duration + Send + Sync>,
 }
 
 #[async_trait]
@@ -23,7 +25,9 @@ impl BackgroundService for Sweeper {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tick.tick() => {
-                    match self.store.sweep(crate::proxy::unix_now()).await {
+                    let now = crate::proxy::unix_now();
+                    let cutoff = now.saturating_sub((self.unused_registration_ttl)().as_secs());
+                    match self.store.sweep(now, cutoff).await {
                         Ok(s) => tracing::debug!(?s, "store swept"),
                         Err(e) => tracing::error!(error = %e, "store sweep failed"),
                     }
