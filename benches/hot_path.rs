@@ -169,6 +169,7 @@ fn request_work(c: &mut Criterion) {
         identity: record(1).identity,
         csrf: random_secret(""),
         expires_at: u64::MAX,
+        credential: None,
     };
     let sealed = sealer.seal_json(authgate::login::session::SESSION, &session);
     group.bench_function("session_cookie_open", |b| {

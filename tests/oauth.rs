@@ -1057,3 +1057,65 @@ async fn registration_is_rate_limited_per_address() {
     assert_eq!(r.headers()["retry-after"], "60");
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
 }
+
+#[tokio::test]
+async fn reverification_ends_the_grants_of_people_who_are_gone() {
+    let up = start_echo_upstream().await;
+    let hash = authgate::login::local::hash_password("pw");
+    let text = config(up, "").replacen(
+        "kind = \"local\"",
+        "kind = \"local\"\nreverify_every = \"1s\"",
+        1,
+    );
+    let mut gw = Gateway::start_with_env(&text, &[("ALICE_HASH", &hash)]).await;
+    let (client, t) = tokens_for(&gw, &gw.url("/a")).await;
+    let refresh = |gw_url: String, rt: String, client: String| async move {
+        let r = reqwest::Client::new()
+            .post(gw_url)
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", rt.as_str()),
+                ("client_id", client.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    // Due and still configured: re-verified, refreshed.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (s, t2) = refresh(
+        gw.url("/token"),
+        t["refresh_token"].as_str().unwrap().into(),
+        client.clone(),
+    )
+    .await;
+    assert_eq!(s, 200, "{t2}");
+    assert!(gw.logs().contains("\"reverified\""));
+    // The same store under a config where alice is gone: the next due refresh ends the grant.
+    gw.child.kill().unwrap();
+    gw.child.wait().unwrap();
+    let without_alice = std::fs::read_to_string(gw.config_path())
+        .unwrap()
+        .replace("username = \"alice\"", "username = \"carol\"");
+    let gw2 = Gateway::start_on(gw.port, &without_alice, &[("ALICE_HASH", &hash)]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (s, v) = refresh(
+        gw2.url("/token"),
+        t2["refresh_token"].as_str().unwrap().into(),
+        client,
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"].as_str().unwrap()),
+        (400, "invalid_grant"),
+        "{v}"
+    );
+    assert_eq!(
+        call(&gw2, "/a", t2["access_token"].as_str().unwrap())
+            .await
+            .status(),
+        401
+    );
+    assert!(gw2.logs().contains("reverify_refused"));
+}

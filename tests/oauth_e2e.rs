@@ -39,6 +39,8 @@ display_name = "Corp SSO"
 issuer = "{issuer}"
 client_id = "authgate"
 client_secret = "${{CORP_SECRET}}"
+# Re-check people at the IdP (with the refresh token it issued at login) on refreshes.
+reverify_every = "1s"
 
 [[provider]]
 id = "local"
@@ -122,7 +124,7 @@ fn assert_scenario(out: &Value, gw: &Gateway) {
         .contains("error=\"invalid_token\""));
 }
 
-async fn scenario(fill: &str) -> (Value, Gateway, Vec<common::ChildGuard>) {
+async fn scenario(fill: &str, extra_args: &[&str]) -> (Value, Gateway, Vec<common::ChildGuard>) {
     let (everything, mcp_port) = start_everything().await;
     let gw_port = free_port();
     let redirect = format!("http://127.0.0.1:{gw_port}/callback/corp");
@@ -138,7 +140,9 @@ async fn scenario(fill: &str) -> (Value, Gateway, Vec<common::ChildGuard>) {
     )
     .await;
     let server = gw.url("/mcp");
-    let (ok, out, stderr) = run_node_json("oauth-flow.mjs", &["--server", &server, "--fill", fill]);
+    let mut args = vec!["--server", server.as_str(), "--fill", fill];
+    args.extend_from_slice(extra_args);
+    let (ok, out, stderr) = run_node_json("oauth-flow.mjs", &args);
     assert!(
         ok,
         "the SDK OAuth flow failed:\n{out:#}\n{stderr}\nauthgate:\n{}",
@@ -149,8 +153,12 @@ async fn scenario(fill: &str) -> (Value, Gateway, Vec<common::ChildGuard>) {
 
 #[tokio::test]
 async fn sdk_client_logs_in_through_an_upstream_oidc_provider() {
-    let (out, gw, _children) =
-        scenario(r#"{"__provider":"/login/corp","login":"bob","password":"anything"}"#).await;
+    // The refresh comes after reverify_every: authgate re-checks bob at the IdP first.
+    let (out, gw, _children) = scenario(
+        r#"{"__provider":"/login/corp","login":"bob","password":"anything"}"#,
+        &["--refresh-delay-ms", "2100"],
+    )
+    .await;
     assert_scenario(&out, &gw);
     // The browser went through the chooser, the IdP and back to our callback and consent.
     let urls: Vec<&str> = out["browser"]
@@ -179,9 +187,11 @@ async fn sdk_client_logs_in_through_an_upstream_oidc_provider() {
 
 #[tokio::test]
 async fn sdk_client_logs_in_as_a_local_user() {
-    let (out, gw, _children) =
-        scenario(r#"{"__provider":"/login/local","username":"alice","password":"alice-password"}"#)
-            .await;
+    let (out, gw, _children) = scenario(
+        r#"{"__provider":"/login/local","username":"alice","password":"alice-password"}"#,
+        &[],
+    )
+    .await;
     assert_scenario(&out, &gw);
     assert!(gw.logs().contains("local:alice"));
 }

@@ -76,6 +76,7 @@ pub struct ProviderSection {
     pub client_id: Option<Text>,
     pub client_secret: Option<Text>,
     pub scopes: Option<Vec<Text>>,
+    pub reverify_every: Option<Text>,
     #[serde(default)]
     pub users: Vec<Spanned<UserSection>>,
 }

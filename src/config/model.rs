@@ -108,6 +108,8 @@ pub struct Provider {
     pub id: String,
     pub display_name: String,
     pub kind: ProviderKind,
+    /// Re-check people at the provider this often (on refresh); `None`: never.
+    pub reverify_every: Option<Duration>,
 }
 
 #[derive(Clone)]

@@ -525,10 +525,18 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
             let display_name = self
                 .opt_text(&p.display_name, &key("display_name"))
                 .unwrap_or_else(|| default_name.to_string());
+            let reverify_every = p.reverify_every.as_ref().map(|_| {
+                self.duration(
+                    &p.reverify_every,
+                    &key("reverify_every"),
+                    Duration::from_secs(3600),
+                )
+            });
             out.push(Provider {
                 id,
                 display_name,
                 kind,
+                reverify_every,
             });
         }
         out

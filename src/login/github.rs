@@ -84,7 +84,7 @@ pub async fn finish(
     redirect_uri: &str,
     code: &str,
     pkce_verifier: &str,
-) -> Result<Identity, LoginError> {
+) -> Result<(Identity, Option<String>), LoginError> {
     let token = client(client_id, client_secret, redirect_uri)?
         .exchange_code(AuthorizationCode::new(code.to_string()))
         .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()))
@@ -117,13 +117,34 @@ pub async fn finish(
             Vec::new()
         }
     };
-    Ok(Identity {
+    let identity = Identity {
         provider: provider_id.to_string(),
         subject: user.id.to_string(),
         email: primary_verified(&emails),
         name: user.name.or(Some(user.login)),
         groups: Vec::new(),
-    })
+    };
+    Ok((identity, Some(token.access_token().secret().clone())))
+}
+
+/// Re-checks the person with the access token kept from their login (GitHub OAuth App
+/// tokens do not expire): 401 means the authorization was revoked.
+pub async fn reverify(http: &reqwest::Client, access_token: &str) -> Result<(), LoginError> {
+    let r = http
+        .get(format!("{API}/user"))
+        .header("authorization", format!("Bearer {access_token}"))
+        .header("accept", "application/vnd.github+json")
+        .header("user-agent", "authgate")
+        .send()
+        .await
+        .map_err(|e| LoginError::Provider(format!("GitHub /user: {e}")))?;
+    match r.status().as_u16() {
+        200..=299 => Ok(()),
+        401 => Err(LoginError::Refused(
+            "GitHub no longer accepts the authorization".into(),
+        )),
+        s => Err(LoginError::Provider(format!("GitHub /user answered {s}"))),
+    }
 }
 
 /// The primary email, only if GitHub has verified it.

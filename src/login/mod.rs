@@ -103,14 +103,61 @@ impl Logins {
         }
     }
 
-    /// Completes a remote login from its callback's `code`.
+    /// Re-checks a person at their provider (`reverify_every`). `Ok(Some)` carries a rotated
+    /// credential to keep. Only `Refused` may end a grant.
+    pub async fn reverify(
+        &self,
+        provider: &Provider,
+        subject: &str,
+        credential: Option<&str>,
+    ) -> Result<Option<String>, LoginError> {
+        match &provider.kind {
+            ProviderKind::Local { users } => match users.iter().any(|u| u.username == subject) {
+                true => Ok(None),
+                false => Err(LoginError::Refused(
+                    "the local user no longer exists".into(),
+                )),
+            },
+            ProviderKind::Oidc {
+                issuer,
+                client_id,
+                client_secret,
+                scopes,
+            } => {
+                let Some(refresh) = credential else {
+                    return Err(LoginError::Provider(
+                        "no refresh token was issued at login".into(),
+                    ));
+                };
+                let s = oidc::OidcSettings {
+                    issuer,
+                    client_id,
+                    client_secret,
+                    scopes,
+                    redirect_uri: String::new(),
+                };
+                oidc::reverify(&self.oidc, &self.http, &s, refresh).await
+            }
+            ProviderKind::GitHub { .. } => {
+                let Some(token) = credential else {
+                    return Err(LoginError::Provider(
+                        "no GitHub token was kept at login".into(),
+                    ));
+                };
+                github::reverify(&self.http, token).await.map(|()| None)
+            }
+        }
+    }
+
+    /// Completes a remote login from its callback's `code`: the identity and the
+    /// provider's credential to re-verify with later (refresh token or GitHub token).
     pub async fn finish(
         &self,
         config: &Config,
         provider: &Provider,
         code: &str,
         state: &session::LoginState,
-    ) -> Result<Identity, LoginError> {
+    ) -> Result<(Identity, Option<String>), LoginError> {
         let redirect_uri = Self::redirect_uri(config, provider);
         match &provider.kind {
             ProviderKind::Oidc {

@@ -132,7 +132,7 @@ pub async fn finish(
     code: &str,
     nonce: &str,
     pkce_verifier: &str,
-) -> Result<Identity, LoginError> {
+) -> Result<(Identity, Option<String>), LoginError> {
     let meta = cache.get(http, s.issuer).await?;
     let client = CoreClient::from_provider_metadata(
         (*meta).clone(),
@@ -185,7 +185,47 @@ pub async fn finish(
             }
         }
     }
-    Ok(identity)
+    let refresh = token.refresh_token().map(|t| t.secret().clone());
+    Ok((identity, refresh))
+}
+
+/// Re-checks a person at the provider with the refresh token kept from their login. The
+/// provider refusing the token (`invalid_grant`: user disabled, consent withdrawn) is
+/// `Refused`; anything else (network, 5xx) is `Provider` and must not end a grant. Returns
+/// the rotated refresh token, if the provider issued one.
+pub async fn reverify(
+    cache: &MetadataCache,
+    http: &reqwest::Client,
+    s: &OidcSettings<'_>,
+    refresh_token: &str,
+) -> Result<Option<String>, LoginError> {
+    use openidconnect::{RefreshToken, RequestTokenError};
+    let meta = cache.get(http, s.issuer).await?;
+    let client = CoreClient::from_provider_metadata(
+        (*meta).clone(),
+        ClientId::new(s.client_id.to_string()),
+        Some(ClientSecret::new(s.client_secret.to_string())),
+    );
+    let refresh = RefreshToken::new(refresh_token.to_string());
+    let request = client
+        .exchange_refresh_token(&refresh)
+        .map_err(|e| LoginError::Provider(e.to_string()))?;
+    match request.request_async(http).await {
+        Ok(token) => Ok(token.refresh_token().map(|t| t.secret().clone())),
+        Err(RequestTokenError::ServerResponse(r))
+            if matches!(
+                r.error(),
+                openidconnect::core::CoreErrorResponseType::InvalidGrant
+                    | openidconnect::core::CoreErrorResponseType::UnauthorizedClient
+            ) =>
+        {
+            Err(LoginError::Refused(format!(
+                "the provider refused the refresh: {}",
+                r.error()
+            )))
+        }
+        Err(e) => Err(LoginError::Provider(chain(&e))),
+    }
 }
 
 fn merge_userinfo(

@@ -18,6 +18,10 @@ pub struct Session {
     /// Double-submit token for the consent form.
     pub csrf: String,
     pub expires_at: u64,
+    /// The provider's credential from login (refresh token, GitHub token), carried into the
+    /// grant for `reverify_every`. The cookie is sealed, so it never shows in clear.
+    #[serde(default)]
+    pub credential: Option<String>,
 }
 
 /// One upstream login in progress; the cookie is cleared on the callback (single use).

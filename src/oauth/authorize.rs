@@ -265,7 +265,18 @@ async fn proceed(auth: &Authority, config: &Config, req: &Request, flow: Flow, n
     let Some(sess) = session::session(config, &auth.sealer, req, now) else {
         return to_login(config, &sealed);
     };
-    continue_with(auth, config, flow, &sealed, &sess.identity, now, 302).await
+    let credential = sess.credential.as_deref();
+    continue_with(
+        auth,
+        config,
+        flow,
+        &sealed,
+        &sess.identity,
+        credential,
+        now,
+        302,
+    )
+    .await
 }
 
 fn to_login(config: &Config, sealed: &str) -> Reply {
@@ -280,12 +291,14 @@ fn consent_key(identity: &Identity, client_id: &str) -> String {
     format!("{}\u{1f}{}", identity.user_id(), client_id)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn continue_with(
     auth: &Authority,
     config: &Config,
     flow: Flow,
     sealed: &str,
     identity: &Identity,
+    credential: Option<&str>,
     now: u64,
     status: u16,
 ) -> Reply {
@@ -301,17 +314,21 @@ async fn continue_with(
         Err(e) => return pages::error(500, "Server error", &OAuthError::from(e).description),
     };
     if flow.trusted || remembered {
-        return issue_code(auth, config, &flow, identity, now, status).await;
+        return issue_code(auth, config, &flow, identity, credential, now, status).await;
     }
     let q = serde_urlencoded::to_string([(FLOW, sealed)]).expect("encodes");
     Reply::redirect(status, &format!("/consent?{q}"))
 }
+
+/// The provider credential kept for `reverify_every`, sealed for the store.
+pub const UPSTREAM_CREDENTIAL: &str = "upstream-credential";
 
 async fn issue_code(
     auth: &Authority,
     config: &Config,
     flow: &Flow,
     identity: &Identity,
+    credential: Option<&str>,
     now: u64,
     status: u16,
 ) -> Reply {
@@ -326,6 +343,8 @@ async fn issue_code(
         scopes: flow.scopes.clone(),
         identity: identity.clone(),
         expires_at: now + config.auth.code_ttl.as_secs(),
+        upstream_credential: credential
+            .map(|c| auth.sealer.seal(UPSTREAM_CREDENTIAL, c.as_bytes())),
     };
     if let Err(e) = auth.store.put_code(SecretHash::of(&code), record).await {
         let e = OAuthError::from(e);
@@ -438,12 +457,19 @@ pub async fn login_start(
     }
 }
 
-fn start_session(auth: &Authority, config: &Config, identity: Identity, now: u64) -> String {
+fn start_session(
+    auth: &Authority,
+    config: &Config,
+    identity: Identity,
+    credential: Option<String>,
+    now: u64,
+) -> String {
     let ttl = config.auth.session_ttl.as_secs();
     let sess = Session {
         identity,
         csrf: random_secret(""),
         expires_at: now + ttl,
+        credential,
     };
     session::set_cookie(
         config,
@@ -523,8 +549,8 @@ pub async fn local_login(
         );
     };
     tracing::info!(target: "authgate::audit", event = "login", provider = %provider.id, user = %identity.user_id());
-    let cookie = start_session(auth, config, identity.clone(), now);
-    continue_with(auth, config, flow, &sealed, &identity, now, 303)
+    let cookie = start_session(auth, config, identity.clone(), None, now);
+    continue_with(auth, config, flow, &sealed, &identity, None, now, 303)
         .await
         .with_cookie(cookie)
 }
@@ -575,13 +601,22 @@ pub async fn callback(
             .with_cookie(clear);
     };
     match auth.logins.finish(config, provider, code, &state).await {
-        Ok(identity) => {
+        Ok((identity, credential)) => {
             tracing::info!(target: "authgate::audit", event = "login", provider = %id, user = %identity.user_id());
-            let cookie = start_session(auth, config, identity.clone(), now);
-            continue_with(auth, config, flow, &sealed, &identity, now, 303)
-                .await
-                .with_cookie(clear)
-                .with_cookie(cookie)
+            let cookie = start_session(auth, config, identity.clone(), credential.clone(), now);
+            continue_with(
+                auth,
+                config,
+                flow,
+                &sealed,
+                &identity,
+                credential.as_deref(),
+                now,
+                303,
+            )
+            .await
+            .with_cookie(clear)
+            .with_cookie(cookie)
         }
         Err(e) => {
             tracing::warn!(provider = %id, error = %e, "upstream login failed");
@@ -686,7 +721,8 @@ pub async fn consent_decision(auth: &Authority, config: &Config, req: &Request, 
                 return error_redirect(config, &flow.redirect_uri, flow.state.as_deref(), &e);
             }
             tracing::info!(target: "authgate::audit", event = "consent", client_id = %flow.client_id, user = %sess.identity.user_id());
-            issue_code(auth, config, &flow, &sess.identity, now, 303).await
+            let credential = sess.credential.as_deref();
+            issue_code(auth, config, &flow, &sess.identity, credential, now, 303).await
         }
         _ => {
             tracing::info!(target: "authgate::audit", event = "consent_denied", client_id = %flow.client_id, user = %sess.identity.user_id());

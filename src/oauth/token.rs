@@ -232,6 +232,8 @@ async fn authorization_code(
         upstream: record.upstream,
         resource: record.resource,
         created_at: now,
+        verified_at: now,
+        upstream_credential: record.upstream_credential,
     };
     auth.store.issue(grant.clone(), tokens).await?;
     tracing::info!(
@@ -284,6 +286,9 @@ async fn refresh(
                 ));
             }
         }
+    }
+    if let Some((_, grant)) = &current {
+        reverify_if_due(auth, config, grant, now).await?;
     }
     let (access, refresh, mut tokens) = mint(config, now);
     let grace = config.auth.refresh_grace.as_secs();
@@ -414,5 +419,64 @@ pub async fn introspect(auth: &Authority, config: &Config, req: &Request, now: u
     match result {
         Ok(r) => r.with_cors(),
         Err(e) => e.reply(),
+    }
+}
+
+/// `reverify_every`: on a refresh, re-check the person at their provider when the last check
+/// is old enough. Only a definite refusal ends the grant; an unreachable provider never does.
+async fn reverify_if_due(
+    auth: &Authority,
+    config: &Config,
+    grant: &GrantRecord,
+    now: u64,
+) -> Result<(), OAuthError> {
+    let Some(provider) = config.provider(&grant.identity.provider) else {
+        return Ok(());
+    };
+    let Some(every) = provider.reverify_every else {
+        return Ok(());
+    };
+    if now < grant.verified_at + every.as_secs() {
+        return Ok(());
+    }
+    let credential = grant
+        .upstream_credential
+        .as_deref()
+        .and_then(|c| auth.sealer.open(super::authorize::UPSTREAM_CREDENTIAL, c))
+        .and_then(|b| String::from_utf8(b).ok());
+    match auth
+        .logins
+        .reverify(provider, &grant.identity.subject, credential.as_deref())
+        .await
+    {
+        Ok(rotated) => {
+            let sealed = rotated.map(|c| {
+                auth.sealer
+                    .seal(super::authorize::UPSTREAM_CREDENTIAL, c.as_bytes())
+            });
+            auth.store
+                .grant_verified(&grant.grant_id, now, sealed)
+                .await?;
+            tracing::info!(target: "authgate::audit", event = "reverified", grant_id = %grant.grant_id, user = %grant.identity.user_id());
+            Ok(())
+        }
+        Err(crate::login::LoginError::Refused(why)) => {
+            let revoked = auth.store.revoke_grant(&grant.grant_id).await?;
+            tracing::warn!(
+                target: "authgate::audit",
+                event = "reverify_refused",
+                grant_id = %grant.grant_id,
+                user = %grant.identity.user_id(),
+                reason = %why,
+                revoked_tokens = revoked.len(),
+            );
+            Err(OAuthError::invalid_grant(
+                "the sign-in provider no longer confirms this user; authorize again",
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(grant_id = %grant.grant_id, error = %e, "re-verification failed; the grant stays");
+            Ok(())
+        }
     }
 }

@@ -125,6 +125,16 @@ impl Store for Cached {
         self.evict(&[token]);
         Ok(removed)
     }
+    async fn grant_verified(
+        &self,
+        grant_id: &str,
+        verified_at: u64,
+        upstream_credential: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .grant_verified(grant_id, verified_at, upstream_credential)
+            .await
+    }
     async fn get_consent(&self, key: &str) -> Result<Option<ConsentRecord>, StoreError> {
         self.inner.get_consent(key).await
     }

@@ -66,6 +66,14 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the access-token hashes removed; unknown tokens are not an error.
     async fn revoke_token(&self, token: SecretHash) -> Result<Vec<SecretHash>, StoreError>;
 
+    /// Records a successful re-verification at the provider (and its rotated credential).
+    async fn grant_verified(
+        &self,
+        grant_id: &str,
+        verified_at: u64,
+        upstream_credential: Option<String>,
+    ) -> Result<(), StoreError>;
+
     async fn get_consent(&self, key: &str) -> Result<Option<ConsentRecord>, StoreError>;
     async fn put_consent(&self, key: &str, record: ConsentRecord) -> Result<(), StoreError>;
 

@@ -35,6 +35,9 @@ pub struct CodeRecord {
     pub scopes: Vec<String>,
     pub identity: Identity,
     pub expires_at: u64,
+    /// The provider credential for re-verification, sealed by the gateway's key.
+    #[serde(default)]
+    pub upstream_credential: Option<String>,
 }
 
 pub enum TakenCode {
@@ -57,6 +60,12 @@ pub struct GrantRecord {
     pub upstream: String,
     pub resource: String,
     pub created_at: u64,
+    /// When the person was last confirmed at their provider (login or re-verification).
+    #[serde(default)]
+    pub verified_at: u64,
+    /// The provider credential for re-verification, sealed by the gateway's key.
+    #[serde(default)]
+    pub upstream_credential: Option<String>,
 }
 
 /// What a bearer token stands for: everything the proxy needs, denormalised for one lookup.
@@ -103,7 +112,7 @@ pub struct NewTokens {
 }
 
 pub enum Rotation {
-    Rotated(GrantRecord),
+    Rotated(Box<GrantRecord>),
     /// Presented again within the grace window: the answer given the first time, sealed.
     Retried {
         sealed: String,

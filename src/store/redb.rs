@@ -346,7 +346,7 @@ impl Store for RedbStore {
                     .map_err(io)?;
             }
             insert_tokens(txn, &grant, &tokens)?;
-            Ok(Rotation::Rotated(grant))
+            Ok(Rotation::Rotated(Box::new(grant)))
         })
         .await
     }
@@ -415,6 +415,31 @@ impl Store for RedbStore {
                 Some(_) => vec![token],
                 None => Vec::new(),
             })
+        })
+        .await
+    }
+
+    async fn grant_verified(
+        &self,
+        grant_id: &str,
+        verified_at: u64,
+        upstream_credential: Option<String>,
+    ) -> Result<(), StoreError> {
+        let id = grant_id.to_string();
+        self.write(move |txn| {
+            let mut grants = txn.open_table(GRANTS).map_err(io)?;
+            let found = match grants.get(id.as_str()).map_err(io)? {
+                Some(raw) => Some(dec::<GrantRecord>(raw.value())?),
+                None => None,
+            };
+            if let Some(mut g) = found {
+                g.verified_at = verified_at;
+                if upstream_credential.is_some() {
+                    g.upstream_credential = upstream_credential;
+                }
+                grants.insert(id.as_str(), enc(&g).as_slice()).map_err(io)?;
+            }
+            Ok(())
         })
         .await
     }

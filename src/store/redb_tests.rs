@@ -20,6 +20,8 @@ fn grant(id: &str) -> GrantRecord {
         upstream: "everything".into(),
         resource: "http://127.0.0.1:8080/mcp".into(),
         created_at: 100,
+        verified_at: 100,
+        upstream_credential: None,
     }
 }
 
@@ -44,6 +46,7 @@ fn code(grant_id: &str, expires_at: u64) -> CodeRecord {
         scopes: vec![],
         identity: identity(),
         expires_at,
+        upstream_credential: None,
     }
 }
 

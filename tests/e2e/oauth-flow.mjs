@@ -8,6 +8,7 @@
 //   --fill     form values for browser.mjs (see there), e.g. '{"username":"alice","password":"pw"}'
 //              or, through the upstream oidc-provider, '{"login":"bob","password":"x"}'
 //   --verbose  trace the browser's requests on stderr
+//   --refresh-delay-ms  wait before the refresh step (e.g. for the gateway's reverify_every)
 //
 // Steps, in order:
 //   1. unauthenticated  raw POST of an MCP initialize without a token
@@ -78,6 +79,8 @@ try {
       fill: { type: "string", default: "{}" },
       "redirect-uri": { type: "string", default: "http://127.0.0.1:53682/callback" },
       verbose: { type: "boolean", default: false },
+      // Wait this long before refreshing (lets the gateway's reverify_every come due).
+      "refresh-delay-ms": { type: "string", default: "0" },
     },
   }));
 } catch (err) {
@@ -338,6 +341,7 @@ async function run() {
 
   step = "refresh";
   if (!firstTokens.refresh_token) throw new Error("no refresh token was issued");
+  await new Promise((r) => setTimeout(r, Number(args["refresh-delay-ms"])));
   const current = provider.tokens();
   const refreshed = await refreshAuthorization(discovery.authorizationServerUrl, {
     metadata: asMeta,
