@@ -53,6 +53,19 @@ impl Config {
             .filter(|u| u.auth == UpstreamAuth::OAuth)
     }
 
+    /// The upstream a token is for when a client names none: `auth.default_upstream`, else
+    /// the only OAuth upstream.
+    pub fn default_oauth_upstream(&self) -> Option<&Upstream> {
+        if let Some(name) = &self.auth.default_upstream {
+            return self.upstream(name);
+        }
+        let mut it = self.protected_upstreams();
+        match (it.next(), it.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        }
+    }
+
     /// The canonical resource URL of an upstream (RFC 8707 / RFC 9728 `resource`).
     pub fn resource_url(&self, upstream: &Upstream) -> String {
         match upstream.path.as_str() {

@@ -27,19 +27,9 @@ pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 pub const DEFAULT_LOGIN_TTL: Duration = Duration::from_secs(600);
 
 /// Paths the gateway answers itself; an upstream may not be routed at or below them.
-pub const RESERVED_PATHS: &[&str] = &[
-    "/healthz",
-    "/readyz",
-    "/.well-known",
-    "/authorize",
-    "/token",
-    "/register",
-    "/revoke",
-    "/introspect",
-    "/login",
-    "/callback",
-    "/consent",
-];
+/// Paths the gateway answers itself besides the authorization server's
+/// ([`crate::oauth::PATHS`]); an upstream may not be routed at or below any of them.
+pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz"];
 
 pub(crate) struct Validator<'a, E> {
     pub src: Source<'a>,
@@ -791,7 +781,7 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
             }
             let path = self.parsed(&u.path, &key("path"), |s| {
                 let p = RoutePath::parse(s)?;
-                for reserved in RESERVED_PATHS {
+                for reserved in RESERVED_PATHS.iter().chain(crate::oauth::PATHS) {
                     if p.as_str() != "/"
                         && (p.as_str() == *reserved
                             || p.as_str().starts_with(&format!("{reserved}/")))

@@ -89,21 +89,42 @@ pub struct Start {
     pub pkce_verifier: String,
 }
 
-pub async fn start(
+type Client = openidconnect::core::CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
+/// The relying-party client for one provider, from its (cached) discovery document.
+async fn client(
     cache: &MetadataCache,
     http: &reqwest::Client,
     s: &OidcSettings<'_>,
-) -> Result<Start, LoginError> {
+) -> Result<Client, LoginError> {
     let meta = cache.get(http, s.issuer).await?;
     let client = CoreClient::from_provider_metadata(
         (*meta).clone(),
         ClientId::new(s.client_id.to_string()),
         Some(ClientSecret::new(s.client_secret.to_string())),
-    )
-    .set_redirect_uri(
+    );
+    if s.redirect_uri.is_empty() {
+        return Ok(client);
+    }
+    Ok(client.set_redirect_uri(
         RedirectUrl::new(s.redirect_uri.clone())
             .map_err(|e| LoginError::Provider(e.to_string()))?,
-    );
+    ))
+}
+
+pub async fn start(
+    cache: &MetadataCache,
+    http: &reqwest::Client,
+    s: &OidcSettings<'_>,
+) -> Result<Start, LoginError> {
+    let client = client(cache, http, s).await?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut req = client
         .authorize_url(
@@ -133,16 +154,7 @@ pub async fn finish(
     nonce: &str,
     pkce_verifier: &str,
 ) -> Result<(Identity, Option<String>), LoginError> {
-    let meta = cache.get(http, s.issuer).await?;
-    let client = CoreClient::from_provider_metadata(
-        (*meta).clone(),
-        ClientId::new(s.client_id.to_string()),
-        Some(ClientSecret::new(s.client_secret.to_string())),
-    )
-    .set_redirect_uri(
-        RedirectUrl::new(s.redirect_uri.clone())
-            .map_err(|e| LoginError::Provider(e.to_string()))?,
-    );
+    let client = client(cache, http, s).await?;
     let token = client
         .exchange_code(AuthorizationCode::new(code.to_string()))
         .map_err(|e| LoginError::Provider(e.to_string()))?
@@ -200,12 +212,7 @@ pub async fn reverify(
     refresh_token: &str,
 ) -> Result<Option<String>, LoginError> {
     use openidconnect::{RefreshToken, RequestTokenError};
-    let meta = cache.get(http, s.issuer).await?;
-    let client = CoreClient::from_provider_metadata(
-        (*meta).clone(),
-        ClientId::new(s.client_id.to_string()),
-        Some(ClientSecret::new(s.client_secret.to_string())),
-    );
+    let client = client(cache, http, s).await?;
     let refresh = RefreshToken::new(refresh_token.to_string());
     let request = client
         .exchange_refresh_token(&refresh)

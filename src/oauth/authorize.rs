@@ -209,21 +209,9 @@ pub fn resolve_resource<'c>(
                     ))
                 })
         }
-        None => config
-            .auth
-            .default_upstream
-            .as_deref()
-            .and_then(|n| config.upstream(n))
-            .or_else(|| {
-                let mut it = protected();
-                match (it.next(), it.next()) {
-                    (Some(only), None) => Some(only),
-                    _ => None,
-                }
-            })
-            .ok_or_else(|| {
-                OAuthError::invalid_target("resource is required: name the MCP server URL")
-            }),
+        None => config.default_oauth_upstream().ok_or_else(|| {
+            OAuthError::invalid_target("resource is required: name the MCP server URL")
+        }),
     }
 }
 

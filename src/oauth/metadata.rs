@@ -73,20 +73,7 @@ pub fn upstream_for_prm<'c>(config: &'c Config, suffix: &str) -> Option<&'c Upst
     if wanted.is_empty() {
         return protected()
             .find(|u| u.path.as_str() == "/")
-            .or_else(|| {
-                config
-                    .auth
-                    .default_upstream
-                    .as_deref()
-                    .and_then(|n| config.upstream(n))
-            })
-            .or_else(|| {
-                let mut it = protected();
-                match (it.next(), it.next()) {
-                    (Some(only), None) => Some(only),
-                    _ => None,
-                }
-            });
+            .or_else(|| config.default_oauth_upstream());
     }
     protected().find(|u| u.path.as_str() == wanted)
 }
