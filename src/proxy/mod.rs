@@ -1,12 +1,18 @@
 //! The gateway as a Pingora `ProxyHttp`. A request's path through the phases:
 //!
-//! 1. `request_filter`: take this request's config version, classify the path. Gateway
-//!    endpoints are answered here (`Ok(true)`); unknown paths get a JSON 404.
+//! 1. `request_filter`: take this request's config version and classify the path. The
+//!    authorization server's endpoints, `/healthz` and `/readyz` are answered here
+//!    (`Ok(true)`); unknown paths get a JSON 404. On an upstream route: the browser Origin
+//!    is checked, CORS preflights answered, the bearer token checked (`bearer`), and
+//!    2026-07-28 `Mcp-Method`/`Mcp-Name` headers checked against the body (`mcp`).
 //! 2. `upstream_peer`: clone the route's prebuilt peer.
-//! 3. `upstream_request_filter`: rewrite path and `Host`, set forwarding headers.
-//! 4. The body streams both ways untouched (no body filters), so SSE is never buffered.
-//! 5. `fail_to_proxy`: 502/504 with a JSON body when the upstream cannot answer.
-//! 6. `logging`: one access-log line, for local answers and proxied ones alike.
+//! 3. `upstream_request_filter`: rewrite path and `Host`, set forwarding headers, replace
+//!    identity headers (`headers`).
+//! 4. Bodies stream both ways untouched, so SSE is never buffered; only a large request
+//!    body with mirrored MCP headers is held in `request_body_filter` until it is checked.
+//! 5. `response_filter`: CORS headers for an allowed browser origin.
+//! 6. `fail_to_proxy`: 502/504 (or the -32020 mismatch) with a JSON body.
+//! 7. `logging`: one access-log line, for local answers and proxied ones alike.
 
 pub mod bearer;
 pub mod cors;
