@@ -96,3 +96,87 @@ auth = "none"
     );
     assert!(methods.contains(&"DELETE"), "{methods:?}");
 }
+
+/// Starts the SDK v2 server (2026-07-28) on a free port.
+fn start_v2_server() -> (common::ChildGuard, u16) {
+    use std::io::BufRead;
+    let port = common::free_port();
+    let mut child = Command::new("node")
+        .arg(e2e_dir().join("mcp-v2-server.mjs"))
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn node");
+    let stdout = child.stdout.take().unwrap();
+    let guard = common::ChildGuard(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.starts_with("READY"),
+        "v2 server did not start: {line:?}"
+    );
+    (guard, port)
+}
+
+#[tokio::test]
+async fn sdk_v2_client_stateless_2026_07_28_and_negotiated_through_gateway() {
+    let (_server, port) = start_v2_server();
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = ["127.0.0.1:{{port}}"]
+public_url = "http://127.0.0.1:{{port}}"
+data_dir = "{{data}}"
+
+[[upstream]]
+name = "v2"
+path = "/v2/mcp"
+url = "http://127.0.0.1:{port}/mcp"
+auth = "none"
+"#
+    ))
+    .await;
+    let url = gw.url("/v2/mcp");
+    for revision in ["2026", "default"] {
+        let (ok, out, stderr) = common::run_node_json("mcp-v2-client.mjs", &[&url, revision]);
+        assert!(ok, "{revision}: {out}\n{stderr}");
+        assert_eq!(out["echo"], "Echo: hi", "{revision}: {out}");
+        assert_eq!(out["tools"], serde_json::json!(["echo"]));
+        let requests = out["requests"].as_array().unwrap();
+        if revision == "2026" {
+            // Stateless: every POST carries the revision and the mirrored method, no session.
+            assert!(
+                requests
+                    .iter()
+                    .all(|r| r["method"] == "POST" && r["version"] == "2026-07-28"),
+                "{out}"
+            );
+            assert!(
+                requests
+                    .iter()
+                    .all(|r| r["mcpMethod"].is_string() && r["session"].is_null()),
+                "{out}"
+            );
+            assert!(
+                requests
+                    .iter()
+                    .any(|r| r["mcpMethod"] == "tools/call" && r["mcpName"] == "echo"),
+                "{out}"
+            );
+        }
+    }
+    // authgate validated the mirrored headers against the bodies and logged the call.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = gw.access_log();
+    assert!(
+        log.iter().any(|l| l["mcp_method"] == "tools/call"
+            && l["mcp_name"] == "echo"
+            && l["status"] == 200),
+        "{}",
+        gw.logs()
+    );
+    assert!(log.iter().any(|l| l["mcp_method"] == "server/discover"));
+}
