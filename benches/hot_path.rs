@@ -167,7 +167,6 @@ fn request_work(c: &mut Criterion) {
     let sealer = Sealer::new(&[7u8; 32]);
     let session = authgate::login::session::Session {
         identity: record(1).identity,
-        csrf: random_secret(""),
         expires_at: u64::MAX,
         credential: None,
     };

@@ -15,9 +15,13 @@ use crate::oauth::Authority;
 use crate::proxy::{Gateway, Snapshot};
 use crate::store::{Cached, RedbStore, Store, Sweeper};
 
-/// Starts serving `config` and never returns (Pingora owns the process from here; SIGTERM
-/// drains gracefully, SIGINT stops at once).
+/// Starts serving `config` and returns when the server stops (SIGTERM drains, SIGINT stops at
+/// once; see [`Signals`]). Nothing is created on disk before the listeners are known to bind.
 pub fn run(config: Config) -> anyhow::Result<()> {
+    for addr in &config.server.listen {
+        // Pingora binds lazily and panics on failure; bind-test first for a clean error.
+        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    }
     let store = RedbStore::open(&config.server.data_dir).context("opening the store")?;
     tracing::info!(path = %store.path().display(), "store open");
     let store: Arc<dyn Store> = Arc::new(store);
@@ -28,6 +32,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let authority = Arc::new(Authority {
         store: Arc::new(Cached::new(store)),
         sealer: Sealer::new(&key),
+        forms: crate::web::csrf::FormTokens::new(&key),
         logins: Logins::new(),
         cimd: Default::default(),
         registrations: Default::default(),
@@ -36,7 +41,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let listen = config.server.listen.clone();
     let threads = config.server.threads;
     let public_url = config.server.public_url.clone();
-    let snapshot = Snapshot::new(config).map_err(anyhow::Error::msg)?;
+    let snapshot = Snapshot::new(config);
     for route in snapshot.router.routes() {
         let u = &route.upstream;
         tracing::info!(
@@ -67,8 +72,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "authgate");
     for addr in &listen {
-        // Pingora binds lazily and panics on failure; bind-test first for a clean error.
-        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
         service.add_tcp(&addr.to_string());
     }
     server.add_service(service);
@@ -85,7 +88,41 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     for addr in &listen {
         tracing::info!(%addr, public_url = %public_url.as_str(), "authgate listening");
     }
-    server.run_forever()
+    server.run(pingora::server::RunArgs {
+        shutdown_signal: Box::new(Signals),
+    });
+    Ok(())
+}
+
+/// The signals authgate answers. Pingora's default watcher treats SIGQUIT as "hand the
+/// listening sockets to a new process", which hangs when none is waiting, and leaves SIGHUP
+/// to its default action (the process dies); an operator used to nginx sends both.
+/// Until reload and binary upgrade exist, both are logged and ignored.
+struct Signals;
+
+#[async_trait::async_trait]
+impl pingora::server::ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> pingora::server::ShutdownSignal {
+        use pingora::server::ShutdownSignal;
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+            signal(SignalKind::quit()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => return ShutdownSignal::GracefulTerminate,
+                _ = int.recv() => return ShutdownSignal::FastShutdown,
+                _ = hup.recv() => tracing::warn!("SIGHUP received: config reload is not supported yet; ignored (restart to apply a new config)"),
+                _ = quit.recv() => tracing::warn!("SIGQUIT received: binary upgrade is not supported yet; ignored"),
+            }
+        }
+    }
 }
 
 /// Without `auth.session_key`, a key is generated once and kept in the data dir (mode 0600),

@@ -21,10 +21,10 @@ async fn start_documents() -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
-    let doc = |client_id: String| {
+    let doc = |client_id: String, name: &str| {
         let body = json!({
             "client_id": client_id,
-            "client_name": "Doc Client",
+            "client_name": name,
             "redirect_uris": ["http://127.0.0.1/callback"],
             "token_endpoint_auth_method": "none",
         })
@@ -43,8 +43,18 @@ async fn start_documents() -> u16 {
         }
     };
     let app = Router::new()
-        .route("/good.json", get(doc(format!("{base}/good.json"))))
-        .route("/other.json", get(doc(format!("{base}/someone-else.json"))))
+        .route(
+            "/good.json",
+            get(doc(format!("{base}/good.json"), "Doc Client")),
+        )
+        .route(
+            "/other.json",
+            get(doc(format!("{base}/someone-else.json"), "Doc Client")),
+        )
+        .route(
+            "/bidi.json",
+            get(doc(format!("{base}/bidi.json"), "Doc \u{202E}tneilC")),
+        )
         .route(
             "/big.json",
             get(|| async {
@@ -151,18 +161,20 @@ async fn a_metadata_document_client_logs_in_and_calls_a_tool() {
         page.contains("Doc Client"),
         "the document's client_name is shown"
     );
-    let flow = page
-        .split("name=\"flow\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let hidden = |name: &str| {
+        page.split(&format!("name=\"{name}\" value=\""))
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string()
+    };
     let r = b
         .post(gw.url("/login/local"))
         .form(&[
-            ("flow", flow.as_str()),
+            ("flow", hidden("flow").as_str()),
+            ("csrf", hidden("csrf").as_str()),
             ("username", "alice"),
             ("password", "pw"),
         ])
@@ -225,6 +237,19 @@ async fn bad_documents_get_an_error_page_never_a_redirect() {
         (
             format!("https://127.0.0.1:{docs}/good.json"),
             "non-public address",
+        ),
+        // An IPv6 literal is an address, vetted as one (not sent to DNS).
+        (
+            "https://[::1]/client.json".to_string(),
+            "non-public address",
+        ),
+        (
+            "https://[fd12::1]:8443/c.json".to_string(),
+            "non-public address",
+        ),
+        (
+            format!("http://127.0.0.1:{docs}/bidi.json"),
+            "invisible or control character U+202E",
         ),
         ("https://localhost/".to_string(), "must have a path"),
     ] {

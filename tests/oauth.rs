@@ -69,7 +69,7 @@ username = "alice"
 password_hash = "${{ALICE_HASH}}"
 email = "alice@example.test"
 name = "Alice"
-groups = ["eng", "ops"]
+groups = ["eng", "ops", "cn=admins,ou=groups"]
 
 [[client]]
 client_id = "cli"
@@ -187,6 +187,7 @@ async fn login_and_approve(gw: &Gateway, b: &reqwest::Client, url: &str) -> Stri
             .post(gw.url("/login/local"))
             .form(&[
                 ("flow", flow.as_str()),
+                ("csrf", hidden(&page, "csrf").as_str()),
                 ("username", "alice"),
                 ("password", "pw"),
             ])
@@ -236,6 +237,10 @@ async fn token(gw: &Gateway, form: &[(&str, &str)]) -> (StatusCode, Value) {
 /// Registers a client, logs in, and returns (client_id, code) for `resource`.
 async fn code_for(gw: &Gateway, resource: &str) -> (String, String) {
     let client = public_client(gw).await;
+    code_for_client(gw, client, resource).await
+}
+
+async fn code_for_client(gw: &Gateway, client: String, resource: &str) -> (String, String) {
     let back = login_and_approve(gw, &browser(), &authorize_url(gw, &client, resource, &[])).await;
     assert!(back.starts_with(REDIRECT), "{back}");
     let q = query_of(&back);
@@ -262,12 +267,22 @@ async fn tokens_for(gw: &Gateway, resource: &str) -> (String, Value) {
     (client, v)
 }
 
+/// A call with the token, and every identity header a client could try to slip through:
+/// ours, ours with underscores (read as the same variable by CGI/WSGI servers), and other
+/// gateways' names.
 async fn call(gw: &Gateway, path: &str, token: &str) -> reqwest::Response {
     reqwest::Client::new()
         .post(gw.url(path))
         .bearer_auth(token)
         .header("x-authgate-email", "admin@evil.example")
         .header("x-authgate-user", "local:root")
+        .header("X_Authgate_User", "local:admin")
+        .header("x_authgate_email", "admin@evil.example")
+        .header("X_AUTHGATE_GROUPS", "admins")
+        .header("x-forwarded-user", "admin")
+        .header("X_Forwarded_Email", "admin@evil.example")
+        .header("remote-user", "admin")
+        .header("x-auth-request-groups", "admins")
         .header("cookie", "authgate_session=stolen")
         .body("{}")
         .send()
@@ -432,8 +447,36 @@ async fn tokens_reach_only_their_upstream_with_identity_headers() {
     assert_eq!(h["x-authgate-user"], "local:alice");
     assert_eq!(h["x-authgate-email"], "alice@example.test");
     assert_eq!(h["x-authgate-name"], "Alice");
-    assert_eq!(h["x-authgate-groups"], "eng,ops");
+    // A group with a comma arrives as one item, percent-encoded.
+    assert_eq!(h["x-authgate-groups"], "eng,ops,cn=admins%2Cou=groups");
     assert_eq!(h["x-authgate-scopes"], "mcp:tools");
+    let names: Vec<&String> = h.as_object().unwrap().keys().collect();
+    for spoofed in [
+        "x_authgate_user",
+        "x_authgate_email",
+        "x_authgate_groups",
+        "x-forwarded-user",
+        "x_forwarded_email",
+        "remote-user",
+        "x-auth-request-groups",
+    ] {
+        assert!(
+            !names.iter().any(|n| n.as_str() == spoofed),
+            "{spoofed} reached the upstream: {names:?}"
+        );
+    }
+    for value in [
+        "evil.example",
+        "local:admin",
+        "local:root",
+        "\"admin\"",
+        "\"admins\"",
+    ] {
+        assert!(
+            !seen.to_string().contains(value),
+            "{value} reached the upstream: {seen}"
+        );
+    }
     assert!(h["x-authgate-client-id"]
         .as_str()
         .unwrap()
@@ -549,54 +592,71 @@ async fn authorize_errors_are_pages_before_the_client_is_known_and_redirects_aft
     assert!(location(&r).starts_with("/login/"));
 }
 
+async fn post_form(
+    b: &reqwest::Client,
+    url: &str,
+    origin: Option<&str>,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = b.post(url).form(form);
+    if let Some(o) = origin {
+        req = req.header("origin", o);
+    }
+    req.send().await.unwrap()
+}
+
 #[tokio::test]
-async fn consent_is_csrf_protected_remembered_and_deniable() {
+async fn login_and_consent_forms_are_csrf_protected_single_use_and_deniable() {
     let (gw, _) = start("").await;
     let client = public_client(&gw).await;
     let b = browser();
     let url = authorize_url(&gw, &client, &gw.url("/a"), &[]);
     let r = b.get(&url).send().await.unwrap();
-    let page = b
-        .get(gw.url(&location(&r)))
-        .send()
-        .await
-        .unwrap()
+    let login = b.get(gw.url(&location(&r))).send().await.unwrap();
+    let csrf_cookie = login.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        csrf_cookie.starts_with("authgate_csrf=")
+            && csrf_cookie.contains("HttpOnly")
+            && csrf_cookie.contains("SameSite=Lax"),
+        "{csrf_cookie}"
+    );
+    assert_eq!(login.headers()["referrer-policy"], "same-origin");
+    let page = login.text().await.unwrap();
+    let (flow, token) = (hidden(&page, "flow"), hidden(&page, "csrf"));
+    let login_url = gw.url("/login/local");
+    let login = |b: reqwest::Client, csrf: String, password: &'static str, origin| {
+        let (url, flow) = (login_url.clone(), flow.clone());
+        async move {
+            let form = [
+                ("flow", flow.as_str()),
+                ("csrf", csrf.as_str()),
+                ("username", "alice"),
+                ("password", password),
+            ];
+            post_form(&b, &url, origin, &form).await
+        }
+    };
+    let r = login(b.clone(), token.clone(), "nope", None).await;
+    assert_eq!(r.status(), 401, "wrong password");
+    assert!(r
         .text()
         .await
-        .unwrap();
-    let r = b
-        .post(gw.url("/login/local"))
-        .form(&[
-            ("flow", hidden(&page, "flow").as_str()),
-            ("username", "alice"),
-            ("password", "nope"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401, "wrong password");
-    let r = b
-        .post(gw.url("/login/local"))
-        .header("origin", "https://evil.example")
-        .form(&[
-            ("flow", hidden(&page, "flow").as_str()),
-            ("username", "alice"),
-            ("password", "pw"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .unwrap()
+        .contains("Wrong username or password."));
+    let r = login(b.clone(), "forged".into(), "pw", None).await;
+    assert_eq!(r.status(), 403, "a token that is not this browser's");
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("could not confirm that this form was sent from its own sign-in page"),
+        "{body}"
+    );
+    let r = login(b.clone(), token.clone(), "pw", Some("https://evil.example")).await;
     assert_eq!(r.status(), 403, "login CSRF from another origin");
-    let r = b
-        .post(gw.url("/login/local"))
-        .form(&[
-            ("flow", hidden(&page, "flow").as_str()),
-            ("username", "alice"),
-            ("password", "pw"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = login(browser(), token.clone(), "pw", None).await;
+    assert_eq!(r.status(), 403, "the token belongs to another browser");
+    // What Chromium sends under a no-referrer policy: `Origin: null`, with a good token.
+    let r = login(b.clone(), token.clone(), "pw", Some("null")).await;
+    assert_eq!(r.status(), 303);
     let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(
         set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
@@ -606,53 +666,92 @@ async fn consent_is_csrf_protected_remembered_and_deniable() {
     assert_eq!(consent.headers()["x-frame-options"], "DENY");
     let html = consent.text().await.unwrap();
     assert!(
-        html.contains("Test client") && html.contains("127.0.0.1") && html.contains("mcp:tools")
+        html.contains("Allow Test client?")
+            && html.contains("127.0.0.1")
+            && html.contains("mcp:tools")
     );
     let flow = hidden(&html, "flow");
+    let csrf = hidden(&html, "csrf");
+    assert_ne!(csrf, token, "tokens are per form");
+    let consent_url = gw.url("/consent");
 
-    // Without the CSRF token, or from another origin: refused.
-    let r = b
-        .post(gw.url("/consent"))
-        .form(&[("flow", flow.as_str()), ("decision", "approve")])
+    // Without the token, with the login form's token, or from another origin: refused.
+    for (form, origin) in [
+        (vec![("flow", flow.as_str()), ("decision", "approve")], None),
+        (
+            vec![
+                ("flow", flow.as_str()),
+                ("csrf", token.as_str()),
+                ("decision", "approve"),
+            ],
+            None,
+        ),
+        (
+            vec![
+                ("flow", flow.as_str()),
+                ("csrf", csrf.as_str()),
+                ("decision", "approve"),
+            ],
+            Some("https://evil.example"),
+        ),
+    ] {
+        let r = post_form(&b, &consent_url, origin, &form).await;
+        assert_eq!(r.status(), 403);
+    }
+    // Approve with `Origin: null` and a good token: a code. The same post again mints nothing.
+    let approve = [
+        ("flow", flow.as_str()),
+        ("csrf", csrf.as_str()),
+        ("decision", "approve"),
+    ];
+    let r = post_form(&b, &consent_url, Some("null"), &approve).await;
+    assert_eq!(r.status(), 303);
+    assert!(query_of(&location(&r)).contains_key("code"));
+    let r = post_form(&b, &consent_url, Some("null"), &approve).await;
+    assert_eq!(r.status(), 400, "a replayed consent post");
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("This sign-in is already complete"));
+
+    // A new authorization: remembered consent, but this public client's loopback redirect
+    // proves nothing, so a short page asks for a click every time.
+    let r = b.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let next = location(&r);
+    assert!(next.starts_with("/consent?"), "{next}");
+    let html = b
+        .get(gw.url(&next))
         .send()
         .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let r = b
-        .post(gw.url("/consent"))
-        .header("origin", "https://evil.example")
-        .form(&[
-            ("flow", flow.as_str()),
-            ("csrf", hidden(&html, "csrf").as_str()),
-            ("decision", "approve"),
-        ])
-        .send()
+        .unwrap()
+        .text()
         .await
         .unwrap();
-    assert_eq!(r.status(), 403);
-    // Deny goes back to the client with access_denied.
-    let r = b
-        .post(gw.url("/consent"))
-        .form(&[
-            ("flow", flow.as_str()),
-            ("csrf", hidden(&html, "csrf").as_str()),
-            ("decision", "deny"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    assert!(html.contains("Continue to Test client?"), "{html}");
+    assert!(html.contains("Continue</button>"), "{html}");
+    let deny = [
+        ("flow", hidden(&html, "flow")),
+        ("csrf", hidden(&html, "csrf")),
+        ("decision", "deny".to_string()),
+    ];
+    let deny: Vec<(&str, &str)> = deny.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = post_form(&b, &consent_url, None, &deny).await;
     let q = query_of(&location(&r));
     assert_eq!(q["error"], "access_denied");
     assert_eq!(q["state"], "st-1");
 
-    // Approve once; the same browser is then sent straight back with a code.
-    let back = login_and_approve(&gw, &b, &url).await;
-    assert!(query_of(&back).contains_key("code"));
-    let r = b.get(&url).send().await.unwrap();
+    // A confidential client with remembered consent goes straight back with a code.
+    let rs_url = authorize_url(&gw, "rs", &gw.url("/a"), &[])
+        .replace(&urlencode(REDIRECT), &urlencode("https://rs.example/cb"));
+    let back = login_and_approve(&gw, &b, &rs_url).await;
+    assert!(back.starts_with("https://rs.example/cb?code="), "{back}");
+    let r = b.get(&rs_url).send().await.unwrap();
     assert_eq!(r.status(), 302);
     assert!(
-        query_of(&location(&r)).contains_key("code"),
-        "consent was not remembered"
+        location(&r).starts_with("https://rs.example/cb?code="),
+        "remembered consent of a confidential client needs no page"
     );
 
     // A trusted pre-registered client never sees consent.
@@ -664,6 +763,10 @@ async fn consent_is_csrf_protected_remembered_and_deniable() {
         back.starts_with("http://127.0.0.1:9/callback?code="),
         "{back}"
     );
+}
+
+fn urlencode(s: &str) -> String {
+    serde_urlencoded::to_string([("x", s)]).unwrap()[2..].to_string()
 }
 
 #[tokio::test]
@@ -758,6 +861,49 @@ async fn token_endpoint_errors() {
         call(&gw, "/a", access).await.status(),
         401,
         "replay did not revoke"
+    );
+}
+
+#[tokio::test]
+async fn clients_registered_without_the_refresh_grant_get_no_refresh_tokens() {
+    let (gw, _) = start("").await;
+    let (s, v) = register(
+        &gw,
+        json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none", "grant_types": ["authorization_code"]}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["grant_types"], json!(["authorization_code"]));
+    let client = v["client_id"].as_str().unwrap().to_string();
+    let res = gw.url("/a");
+    let (client, code) = code_for_client(&gw, client, &res).await;
+    let (s, v) = token(
+        &gw,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("code_verifier", VERIFIER),
+            ("client_id", &client),
+            ("redirect_uri", REDIRECT),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v.get("refresh_token").is_none(), "{v}");
+    let access = v["access_token"].as_str().unwrap();
+    assert_eq!(call(&gw, "/a", access).await.status(), 200);
+    let (s, v) = token(
+        &gw,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "ag_rt_anything"),
+            ("client_id", &client),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), v["error"].as_str()),
+        (400, Some("unauthorized_client"))
     );
 }
 
@@ -868,6 +1014,26 @@ async fn registration_rules() {
             json!({"redirect_uris": ["https://ok.example/cb"], "grant_types": ["client_credentials"]}),
             "invalid_client_metadata",
         ),
+        (
+            json!({"redirect_uris": ["https://ok.example/cb"], "grant_types": ["authorization_code", "password"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["https://ok.example/cb"], "grant_types": ["authorization_code", "implicit"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["https://ok.example/cb"], "grant_types": ["authorization_code", "urn:ietf:params:oauth:grant-type:device_code"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["https://ok.example/cb"], "client_name": "Claude \u{202E}edoC"}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["https://ok.example/cb"], "client_name": "Cl\u{200B}aude"}),
+            "invalid_client_metadata",
+        ),
         (json!("not an object"), "invalid_client_metadata"),
     ] {
         let (s, v) = register(&gw, body.clone()).await;
@@ -877,12 +1043,13 @@ async fn registration_rules() {
             "{body}"
         );
     }
-    // VS Code's registration body (extra fields, several redirect URIs) is accepted.
+    // VS Code's registration body (extra fields, several redirect URIs) is accepted. It sends
+    // the grant types it supports filtered by ours (`grant_types_supported`).
     let (s, v) = register(
         &gw,
         json!({
             "client_name": "Visual Studio Code", "client_uri": "https://code.visualstudio.com",
-            "grant_types": ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"],
+            "grant_types": ["authorization_code", "refresh_token"],
             "redirect_uris": ["https://vscode.dev/redirect", "http://127.0.0.1/", "http://127.0.0.1:33418/"],
             "token_endpoint_auth_method": "none", "application_type": "native", "scope": ""
         }),

@@ -15,8 +15,6 @@ pub const LOGIN: &str = "login";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Session {
     pub identity: Identity,
-    /// Double-submit token for the consent form.
-    pub csrf: String,
     pub expires_at: u64,
     /// The provider's credential from login (refresh token, GitHub token), carried into the
     /// grant for `reverify_every`. The cookie is sealed, so it never shows in clear.

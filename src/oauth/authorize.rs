@@ -6,9 +6,13 @@
 //! Errors before the client and redirect URI are known show an error page and never
 //! redirect (RFC 6749 §4.1.2.1); later errors go back to the client with `error`, `state`
 //! and `iss` (RFC 9207).
+//!
+//! Every form carries a token bound to this browser, the flow and the form
+//! ([`crate::web::csrf`]), and a flow mints at most one code, so a replayed post changes
+//! nothing. A public client whose redirect cannot prove who it is (loopback, custom scheme)
+//! always gets a page that needs a click, even when the person allowed it before.
 
 use serde::{Deserialize, Serialize};
-use url::Url;
 
 use super::types::{canonical_resource, ScopeSet, IGNORED_SCOPES};
 use super::{pkce, Authority, ClientInfo, OAuthError};
@@ -17,7 +21,10 @@ use crate::crypto::{random_id, random_secret, SecretHash};
 use crate::identity::Identity;
 use crate::login::session::{self, LoginState, Session};
 use crate::store::{CodeRecord, ConsentRecord, Store};
-use crate::web::pages::{self, ChooserPage, ConsentPage, LocalLoginPage, ProviderLink, ScopeLine};
+use crate::web::csrf::{origin_acceptable, Form};
+use crate::web::pages::{
+    self, ChooserPage, ConsentPage, LocalLoginPage, ProviderButton, ScopeLine,
+};
 use crate::web::{Reply, Request};
 
 const FLOW: &str = "flow";
@@ -25,6 +32,8 @@ const FLOW: &str = "flow";
 /// An authorization request that passed validation, waiting for login and consent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Flow {
+    /// Random; what form tokens are bound to and what makes the flow single-use.
+    pub id: String,
     pub client_id: String,
     pub client_name: String,
     pub redirect_uri: String,
@@ -34,6 +43,9 @@ pub struct Flow {
     pub resource: String,
     pub scopes: Vec<String>,
     pub trusted: bool,
+    /// The redirect proves the client's identity ([`ClientInfo::identity_assured`]), so
+    /// remembered consent may skip the page.
+    pub assured: bool,
     pub expires_at: u64,
 }
 
@@ -65,7 +77,18 @@ fn expired_page() -> Reply {
     pages::error(
         400,
         "This sign-in link has expired",
-        "The sign-in took too long or the link was changed. Start the connection again from your application.",
+        "The sign-in took too long, or the link was changed on the way.",
+    )
+}
+
+/// A form post whose token does not belong to this browser and flow (or that came from
+/// another site): nothing was done.
+fn form_refused() -> Reply {
+    pages::error_with(
+        403,
+        "This form could not be accepted",
+        "authgate could not confirm that this form was sent from its own sign-in page in this browser, so nothing was done. This happens when cookies are blocked for this site, or when the form was sent from another site.",
+        "Allow cookies for this site, then start the connection again from your application.",
     )
 }
 
@@ -78,27 +101,28 @@ pub async fn authorize(auth: &Authority, config: &Config, req: &Request, now: u6
             "The application did not say who it is (no client_id).",
         );
     };
-    let client = match auth.client(config, client_id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return pages::error(
+    let client =
+        match auth.client(config, client_id).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return pages::error_with(
                 400,
                 "Unknown application",
-                "This application is not registered with this server. Remove it and add it again in your application.",
-            )
-        }
-        Err(e) if e.code == "invalid_client" => {
-            return pages::error(400, "This application cannot be used", &e.description)
-        }
-        Err(e) => return pages::error(500, "Server error", &e.description),
-    };
+                "This application is not registered with this server.",
+                "Remove the server from your application and add it again: it will register anew.",
+            ),
+            Err(e) if e.code == "invalid_client" => {
+                return pages::error(400, "This application cannot be used", &e.description)
+            }
+            Err(e) => return server_error_page(&e),
+        };
     let redirect_uri = match q.get("redirect_uri") {
         Some(r) if client.redirect_uris.iter().any(|u| u.matches(r)) => r.to_string(),
         Some(_) => {
-            return pages::error(
+            return pages::error_with(
                 400,
                 "Invalid redirect",
-                "The application asked to send you to an address it did not register. Nothing was sent.",
+                "The application asked to send you to an address it did not register, so nothing was sent there.",
+                "If you did not start this connection yourself, close this window.",
             )
         }
         None if client.redirect_uris.len() == 1 => client.redirect_uris[0].0.clone(),
@@ -114,6 +138,7 @@ pub async fn authorize(auth: &Authority, config: &Config, req: &Request, now: u6
     let state = q.get("state").map(str::to_string);
     match validate(config, &client, &q, now) {
         Ok(mut flow) => {
+            flow.assured = client.identity_assured(&redirect_uri);
             flow.redirect_uri = redirect_uri;
             flow.state = state;
             proceed(auth, config, req, flow, now).await
@@ -171,6 +196,7 @@ fn validate(
         &upstream.scopes,
     )?;
     Ok(Flow {
+        id: random_id(),
         client_id: client.client_id.clone(),
         client_name: client.name.clone(),
         redirect_uri: String::new(),
@@ -180,6 +206,7 @@ fn validate(
         resource: config.resource_url(upstream),
         scopes,
         trusted: client.trusted,
+        assured: false,
         expires_at: now + config.auth.login_ttl.as_secs(),
     })
 }
@@ -279,6 +306,39 @@ fn consent_key(identity: &Identity, client_id: &str) -> String {
     format!("{}\u{1f}{}", identity.user_id(), client_id)
 }
 
+/// Whether this person allowed this client this upstream and these scopes before.
+async fn remembered(
+    auth: &Authority,
+    identity: &Identity,
+    flow: &Flow,
+) -> Result<bool, OAuthError> {
+    Ok(
+        match auth
+            .store
+            .get_consent(&consent_key(identity, &flow.client_id))
+            .await?
+        {
+            Some(c) => {
+                c.upstreams.contains(&flow.upstream)
+                    && flow.scopes.iter().all(|s| c.scopes.contains(s))
+            }
+            None => false,
+        },
+    )
+}
+
+fn server_error_page(e: &OAuthError) -> Reply {
+    pages::error_with(
+        500,
+        "Server error",
+        &e.description,
+        "Try again in a moment; if it keeps happening, tell the people who run this server.",
+    )
+}
+
+/// Straight to the client for trusted clients, and for remembered consent when the client's
+/// identity is assured; otherwise the consent page (which asks a short "continue?" when
+/// consent is remembered).
 #[allow(clippy::too_many_arguments)]
 async fn continue_with(
     auth: &Authority,
@@ -290,18 +350,13 @@ async fn continue_with(
     now: u64,
     status: u16,
 ) -> Reply {
-    let remembered = match auth
-        .store
-        .get_consent(&consent_key(identity, &flow.client_id))
-        .await
-    {
-        Ok(Some(c)) => {
-            c.upstreams.contains(&flow.upstream) && flow.scopes.iter().all(|s| c.scopes.contains(s))
-        }
-        Ok(None) => false,
-        Err(e) => return pages::error(500, "Server error", &OAuthError::from(e).description),
-    };
-    if flow.trusted || remembered {
+    let skip = flow.trusted
+        || (flow.assured
+            && match remembered(auth, identity, &flow).await {
+                Ok(r) => r,
+                Err(e) => return server_error_page(&e),
+            });
+    if skip {
         return issue_code(auth, config, &flow, identity, credential, now, status).await;
     }
     let q = serde_urlencoded::to_string([(FLOW, sealed)]).expect("encodes");
@@ -311,6 +366,8 @@ async fn continue_with(
 /// The provider credential kept for `reverify_every`, sealed for the store.
 pub const UPSTREAM_CREDENTIAL: &str = "upstream-credential";
 
+/// Mints the flow's code, once: a second attempt (a replayed form, a double click, the back
+/// button) finds the flow claimed and mints nothing.
 async fn issue_code(
     auth: &Authority,
     config: &Config,
@@ -320,6 +377,22 @@ async fn issue_code(
     now: u64,
     status: u16,
 ) -> Reply {
+    let claim = SecretHash::of(&format!("flow\u{1f}{}", flow.id));
+    match auth.store.claim_once(claim, flow.expires_at).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(target: "authgate::audit", event = "flow_replayed", client_id = %flow.client_id, user = %identity.user_id());
+            return pages::error(
+                400,
+                "This sign-in is already complete",
+                "Your application already received its answer for this sign-in; the same answer is never given twice.",
+            );
+        }
+        Err(e) => {
+            let e = OAuthError::from(e);
+            return error_redirect(config, &flow.redirect_uri, flow.state.as_deref(), &e);
+        }
+    }
     let code = random_secret("ag_code_");
     let record = CodeRecord {
         grant_id: random_id(),
@@ -360,18 +433,17 @@ fn open_flow(auth: &Authority, raw: Option<&str>, now: u64) -> Option<(Flow, Str
     (flow.expires_at > now).then(|| (flow, raw.to_string()))
 }
 
-/// `GET /login?flow=`: the provider chooser.
+/// `GET /login?flow=`: the provider chooser, one button per provider.
 pub fn chooser(auth: &Authority, config: &Config, req: &Request, now: u64) -> Reply {
     let q = req.query_params();
     let Some((flow, sealed)) = open_flow(auth, q.get(FLOW), now) else {
         return expired_page();
     };
-    let fq = serde_urlencoded::to_string([(FLOW, sealed.as_str())]).expect("encodes");
     let providers = config
         .providers
         .iter()
-        .map(|p| ProviderLink {
-            href: format!("/login/{}?{fq}", p.id),
+        .map(|p| ProviderButton {
+            action: format!("/login/{}", p.id),
             name: p.display_name.clone(),
         })
         .collect();
@@ -379,9 +451,48 @@ pub fn chooser(auth: &Authority, config: &Config, req: &Request, now: u64) -> Re
         200,
         &ChooserPage {
             client_name: &flow.client_name,
+            flow: &sealed,
             providers,
         },
     )
+}
+
+fn unknown_provider() -> Reply {
+    pages::error(
+        404,
+        "Unknown sign-in method",
+        "This sign-in method is not configured on this server.",
+    )
+}
+
+/// The local login form, with its token (and the browser's token cookie, when new); 401
+/// when it comes back with an error.
+fn login_form(
+    auth: &Authority,
+    config: &Config,
+    req: &Request,
+    provider_id: &str,
+    (flow, sealed): (&Flow, &str),
+    username: &str,
+    error: Option<&str>,
+) -> Reply {
+    let action = format!("/login/{provider_id}");
+    let issued = auth.forms.issue(config, req, &flow.id, Form::Login);
+    let reply = pages::render(
+        if error.is_some() { 401 } else { 200 },
+        &LocalLoginPage {
+            action: &action,
+            flow: sealed,
+            client_name: &flow.client_name,
+            username,
+            error,
+            csrf: &issued.token,
+        },
+    );
+    match issued.set_cookie {
+        Some(c) => reply.with_cookie(c),
+        None => reply,
+    }
 }
 
 /// `GET /login/<id>?flow=`: a local login form, or off to the upstream provider.
@@ -397,24 +508,10 @@ pub async fn login_start(
         return expired_page();
     };
     let Some(provider) = config.provider(id) else {
-        return pages::error(
-            404,
-            "Unknown sign-in method",
-            "This sign-in method is not configured.",
-        );
+        return unknown_provider();
     };
     if let ProviderKind::Local { .. } = provider.kind {
-        let action = format!("/login/{}", provider.id);
-        return pages::render(
-            200,
-            &LocalLoginPage {
-                action: &action,
-                flow: &sealed,
-                client_name: &flow.client_name,
-                username: "",
-                error: None,
-            },
-        );
+        return login_form(auth, config, req, &provider.id, (&flow, &sealed), "", None);
     }
     match auth.logins.start(config, provider).await {
         Ok(redirect) => {
@@ -436,10 +533,11 @@ pub async fn login_start(
         }
         Err(e) => {
             tracing::error!(provider = %provider.id, error = %e, "could not start login");
-            pages::error(
+            pages::error_with(
                 502,
                 "Sign-in is unavailable",
-                "The sign-in provider could not be reached. Try again in a moment.",
+                "The sign-in provider could not be reached.",
+                "Try again in a moment; if it keeps happening, tell the people who run this server.",
             )
         }
     }
@@ -455,7 +553,6 @@ fn start_session(
     let ttl = config.auth.session_ttl.as_secs();
     let sess = Session {
         identity,
-        csrf: random_secret(""),
         expires_at: now + ttl,
         credential,
     };
@@ -467,19 +564,6 @@ fn start_session(
     )
 }
 
-/// A form POST from a browser must come from our own pages (login CSRF, consent CSRF).
-fn same_origin(config: &Config, req: &Request) -> bool {
-    match req.header(http::header::ORIGIN) {
-        None => true,
-        Some(o) => {
-            Url::parse(o).ok().map(|u| u.origin())
-                == Url::parse(config.server.public_url.as_str())
-                    .ok()
-                    .map(|u| u.origin())
-        }
-    }
-}
-
 /// `POST /login/<id>`: a local user's username and password.
 pub async fn local_login(
     auth: &Authority,
@@ -488,23 +572,19 @@ pub async fn local_login(
     id: &str,
     now: u64,
 ) -> Reply {
-    if !same_origin(config, req) {
-        return pages::error(
-            403,
-            "Request refused",
-            "This form was not sent from this page.",
-        );
-    }
     let form = req.form();
     let Some((flow, sealed)) = open_flow(auth, form.get(FLOW), now) else {
         return expired_page();
     };
+    let token_ok = auth
+        .forms
+        .verify(config, req, &flow.id, Form::Login, form.get("csrf"));
+    if !token_ok || !origin_acceptable(config, req) {
+        tracing::info!(target: "authgate::audit", event = "form_refused", form = "login", client_id = %flow.client_id);
+        return form_refused();
+    }
     let Some(provider) = config.provider(id) else {
-        return pages::error(
-            404,
-            "Unknown sign-in method",
-            "This sign-in method is not configured.",
-        );
+        return unknown_provider();
     };
     let ProviderKind::Local { users } = &provider.kind else {
         return pages::error(
@@ -524,16 +604,14 @@ pub async fn local_login(
     .flatten();
     let Some(identity) = identity else {
         tracing::info!(target: "authgate::audit", event = "login_failed", provider = %provider.id, username = %username);
-        let action = format!("/login/{}", provider.id);
-        return pages::render(
-            401,
-            &LocalLoginPage {
-                action: &action,
-                flow: &sealed,
-                client_name: &flow.client_name,
-                username: &username,
-                error: Some("Wrong username or password."),
-            },
+        return login_form(
+            auth,
+            config,
+            req,
+            &provider.id,
+            (&flow, &sealed),
+            &username,
+            Some("Wrong username or password."),
         );
     };
     tracing::info!(target: "authgate::audit", event = "login", provider = %provider.id, user = %identity.user_id());
@@ -611,21 +689,26 @@ pub async fn callback(
             pages::error(
                 502,
                 "Sign-in failed",
-                "The sign-in provider did not confirm who you are. Try again.",
+                "The sign-in provider did not confirm who you are.",
             )
             .with_cookie(clear)
         }
     }
 }
 
-/// `GET /consent?flow=`: what the client asks for, approve or deny.
-pub fn consent_page(auth: &Authority, config: &Config, req: &Request, now: u64) -> Reply {
+/// `GET /consent?flow=`: what the client asks for, approve or deny; or, when the person
+/// allowed this client before, a short "continue?" page.
+pub async fn consent_page(auth: &Authority, config: &Config, req: &Request, now: u64) -> Reply {
     let q = req.query_params();
     let Some((flow, sealed)) = open_flow(auth, q.get(FLOW), now) else {
         return expired_page();
     };
     let Some(sess) = session::session(config, &auth.sealer, req, now) else {
         return to_login(config, &sealed);
+    };
+    let remembered = match remembered(auth, &sess.identity, &flow).await {
+        Ok(r) => r,
+        Err(e) => return server_error_page(&e),
     };
     let redirect = super::types::RedirectUri(flow.redirect_uri.clone());
     let scopes = flow
@@ -646,7 +729,8 @@ pub fn consent_page(auth: &Authority, config: &Config, req: &Request, now: u64) 
         .clone()
         .or_else(|| sess.identity.name.clone())
         .unwrap_or_else(|| sess.identity.user_id());
-    pages::render(
+    let issued = auth.forms.issue(config, req, &flow.id, Form::Consent);
+    let reply = pages::render(
         200,
         &ConsentPage {
             client_name: &flow.client_name,
@@ -658,13 +742,18 @@ pub fn consent_page(auth: &Authority, config: &Config, req: &Request, now: u64) 
             resource: &flow.resource,
             scopes,
             flow: &sealed,
-            csrf: &sess.csrf,
+            csrf: &issued.token,
+            remembered,
         },
-    )
+    );
+    match issued.set_cookie {
+        Some(c) => reply.with_cookie(c),
+        None => reply,
+    }
 }
 
-/// `POST /consent`: the person's decision. CSRF: the form's token must equal the one in the
-/// (HttpOnly, sealed) session cookie, and a browser-sent Origin must be ours.
+/// `POST /consent`: the person's decision. The form's token must be this browser's for this
+/// flow, and a browser-sent Origin must not be another site.
 pub async fn consent_decision(auth: &Authority, config: &Config, req: &Request, now: u64) -> Reply {
     let form = req.form();
     let Some((flow, sealed)) = open_flow(auth, form.get(FLOW), now) else {
@@ -673,16 +762,12 @@ pub async fn consent_decision(auth: &Authority, config: &Config, req: &Request, 
     let Some(sess) = session::session(config, &auth.sealer, req, now) else {
         return to_login(config, &sealed);
     };
-    let origin_ok = same_origin(config, req);
-    let csrf_ok = form
-        .get("csrf")
-        .is_some_and(|c| SecretHash::of(c).ct_eq(&SecretHash::of(&sess.csrf)));
-    if !csrf_ok || !origin_ok {
-        return pages::error(
-            403,
-            "Request refused",
-            "This form was not sent from this page. Start again from your application.",
-        );
+    let token_ok = auth
+        .forms
+        .verify(config, req, &flow.id, Form::Consent, form.get("csrf"));
+    if !token_ok || !origin_acceptable(config, req) {
+        tracing::info!(target: "authgate::audit", event = "form_refused", form = "consent", client_id = %flow.client_id, user = %sess.identity.user_id());
+        return form_refused();
     }
     match form.get("decision") {
         Some("approve") => {

@@ -55,6 +55,7 @@ struct Document {
     redirect_uris: Option<Vec<String>>,
     token_endpoint_auth_method: Option<String>,
     client_secret: Option<serde_json::Value>,
+    grant_types: Option<Vec<String>>,
 }
 
 /// Checks the URL itself (CIMD draft §3): scheme, a path, no fragment, userinfo or dot
@@ -179,14 +180,19 @@ async fn fetch(
 ) -> Result<(ClientInfo, Duration), CimdError> {
     let host = url.host_str().unwrap_or_default().to_string();
     let port = url.port_or_known_default().unwrap_or(443);
-    let addrs: Vec<SocketAddr> = tokio::time::timeout(
-        FETCH_TIMEOUT,
-        tokio::net::lookup_host((host.as_str(), port)),
-    )
-    .await
-    .map_err(|_| CimdError::Fetch("DNS lookup timed out".into()))?
-    .map_err(|e| CimdError::Fetch(format!("DNS lookup failed: {e}")))?
-    .collect();
+    let addrs: Vec<SocketAddr> = match url.host() {
+        // An address literal (`https://[2001:db8::1]/…`) is an address, not a name for DNS.
+        Some(url::Host::Ipv4(ip)) => vec![SocketAddr::new(IpAddr::V4(ip), port)],
+        Some(url::Host::Ipv6(ip)) => vec![SocketAddr::new(IpAddr::V6(ip), port)],
+        _ => tokio::time::timeout(
+            FETCH_TIMEOUT,
+            tokio::net::lookup_host((host.as_str(), port)),
+        )
+        .await
+        .map_err(|_| CimdError::Fetch("DNS lookup timed out".into()))?
+        .map_err(|e| CimdError::Fetch(format!("DNS lookup failed: {e}")))?
+        .collect(),
+    };
     if addrs.is_empty() {
         return Err(CimdError::Fetch("the host has no address".into()));
     }
@@ -284,14 +290,19 @@ async fn fetch(
         .iter()
         .map(|u| RedirectUri::parse_registered(u, allow_custom).map_err(CimdError::Invalid))
         .collect::<Result<Vec<_>, _>>()?;
+    let name = match doc.client_name.filter(|n| !n.trim().is_empty()) {
+        Some(n) => {
+            super::types::check_display_name(&n)
+                .map_err(|e| CimdError::Invalid(format!("client_name {e}")))?;
+            n
+        }
+        None => host.clone(),
+    };
     let host_lc = host.to_ascii_lowercase();
     Ok((
         ClientInfo {
             client_id: client_id.to_string(),
-            name: doc
-                .client_name
-                .filter(|n| !n.trim().is_empty())
-                .unwrap_or_else(|| host.clone()),
+            name,
             redirect_uris,
             secret: None,
             allowed_scopes: None,
@@ -300,6 +311,12 @@ async fn fetch(
                 .trusted_hosts
                 .iter()
                 .any(|h| h.eq_ignore_ascii_case(&host_lc)),
+            // Documents are static and shared by every client of an app: grant types we do
+            // not offer are ignored rather than refused; without the field, both are assumed.
+            refresh_allowed: doc
+                .grant_types
+                .is_none_or(|g| g.iter().any(|t| t == "refresh_token")),
+            document_host: Some(host_lc.clone()),
         },
         ttl,
     ))
@@ -348,6 +365,19 @@ mod tests {
         dev.allow_loopback_http = true;
         assert!(check_url("http://127.0.0.1:9/client.json", &dev).is_ok());
         assert!(check_url("http://example.com/client.json", &dev).is_err());
+    }
+
+    #[tokio::test]
+    async fn address_literals_are_vetted_without_dns() {
+        for (url, host) in [
+            ("https://[::1]/client.json", "[::1]"),
+            ("https://[fd00::1]/client.json", "[fd00::1]"),
+            ("https://127.0.0.1/client.json", "127.0.0.1"),
+        ] {
+            let parsed = check_url(url, &cfg()).unwrap();
+            let err = fetch(&parsed, url, &cfg(), false).await.err().unwrap();
+            assert_eq!(err, CimdError::NonPublicAddress(host.into()), "{url}");
+        }
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub fn is_oauth_path(path: &str) -> bool {
 pub struct Authority {
     pub store: Arc<Cached>,
     pub sealer: Sealer,
+    pub forms: crate::web::csrf::FormTokens,
     pub logins: Logins,
     pub cimd: cimd::DocumentCache,
     pub registrations: register::RateLimiter,
@@ -65,6 +66,29 @@ pub struct ClientInfo {
     pub allowed_scopes: Option<Vec<String>>,
     pub allowed_upstreams: Option<Vec<String>>,
     pub trusted: bool,
+    /// Registered for the `refresh_token` grant: gets refresh tokens.
+    pub refresh_allowed: bool,
+    /// For a metadata-document client, the document's host: https redirects there prove
+    /// the client is who its `client_id` says.
+    pub document_host: Option<String>,
+}
+
+impl ClientInfo {
+    /// Whether a code sent to `redirect_uri` can only reach this client: a confidential client
+    /// (the code is useless without its secret) or a metadata-document client redirecting to
+    /// https on its own host. Loopback and custom-scheme redirects of public clients prove
+    /// nothing (RFC 8252 §8.6): any local program can claim them.
+    pub fn identity_assured(&self, redirect_uri: &str) -> bool {
+        if self.secret.is_some() {
+            return true;
+        }
+        let Some(host) = &self.document_host else {
+            return false;
+        };
+        url::Url::parse(redirect_uri)
+            .ok()
+            .is_some_and(|u| u.scheme() == "https" && u.host_str() == Some(host.as_str()))
+    }
 }
 
 impl Authority {
@@ -86,6 +110,8 @@ impl Authority {
                 allowed_scopes: c.scopes.clone(),
                 allowed_upstreams: c.upstreams.clone(),
                 trusted: c.trusted,
+                refresh_allowed: true,
+                document_host: None,
             }));
         }
         if cimd::is_document_url(client_id) {
@@ -130,6 +156,8 @@ impl Authority {
             allowed_scopes: None,
             allowed_upstreams: None,
             trusted: false,
+            refresh_allowed: rec.grant_types.iter().any(|g| g == "refresh_token"),
+            document_host: None,
         }))
     }
 
@@ -170,7 +198,7 @@ impl Authority {
             "/register" if post => register::register(self, config, req, now).await,
             "/authorize" if get => authorize::authorize(self, config, req, now).await,
             "/login" if get => authorize::chooser(self, config, req, now),
-            "/consent" if get => authorize::consent_page(self, config, req, now),
+            "/consent" if get => authorize::consent_page(self, config, req, now).await,
             "/consent" if post => authorize::consent_decision(self, config, req, now).await,
             "/token" if post => token::token(self, config, req, now).await,
             "/revoke" if post => token::revoke(self, config, req, now).await,

@@ -130,9 +130,19 @@ async fn register_inner(
             "token_endpoint_auth_method `{method}` is not supported"
         )));
     }
+    // Without `grant_types`, both grants (MCP clients all refresh); with it, exactly what
+    // was asked, so a client registered without `refresh_token` gets no refresh tokens.
     let grant_types = md
         .grant_types
         .unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]);
+    if let Some(g) = grant_types
+        .iter()
+        .find(|g| !matches!(g.as_str(), "authorization_code" | "refresh_token"))
+    {
+        return Err(OAuthError::invalid_client_metadata(format!(
+            "grant type `{g}` is not supported (only authorization_code and refresh_token)"
+        )));
+    }
     if !grant_types.iter().any(|g| g == "authorization_code") {
         return Err(OAuthError::invalid_client_metadata(
             "grant_types must include authorization_code",
@@ -145,14 +155,14 @@ async fn register_inner(
             ));
         }
     }
-    if md
-        .client_name
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > MAX_NAME)
-    {
-        return Err(OAuthError::invalid_client_metadata(format!(
-            "client_name is longer than {MAX_NAME} characters"
-        )));
+    if let Some(name) = &md.client_name {
+        if name.chars().count() > MAX_NAME {
+            return Err(OAuthError::invalid_client_metadata(format!(
+                "client_name is longer than {MAX_NAME} characters"
+            )));
+        }
+        super::types::check_display_name(name)
+            .map_err(|e| OAuthError::invalid_client_metadata(format!("client_name {e}")))?;
     }
     let client_id = format!("agc_{}", random_id());
     let secret = (method != "none").then(|| random_secret("ag_cs_"));

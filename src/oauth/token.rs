@@ -93,28 +93,31 @@ fn read_form(req: &Request) -> Result<Params, OAuthError> {
     Ok(form)
 }
 
-fn mint(config: &Config, now: u64) -> (String, String, NewTokens) {
+/// A new access token, and a refresh token when the client is registered for that grant.
+fn mint(config: &Config, refresh: bool, now: u64) -> (String, Option<String>, NewTokens) {
     let access = random_secret("ag_at_");
-    let refresh = random_secret("ag_rt_");
+    let refresh = refresh.then(|| random_secret("ag_rt_"));
     let tokens = NewTokens {
         access: SecretHash::of(&access),
         access_expires_at: now + config.auth.access_token_ttl.as_secs(),
-        refresh: SecretHash::of(&refresh),
+        refresh: refresh.as_deref().map(SecretHash::of),
         refresh_expires_at: now + config.auth.refresh_token_ttl.as_secs(),
         successor: None,
     };
     (access, refresh, tokens)
 }
 
-fn token_body(config: &Config, access: &str, refresh: &str, scopes: &[String]) -> Vec<u8> {
-    serde_json::to_vec(&json!({
+fn token_body(config: &Config, access: &str, refresh: Option<&str>, scopes: &[String]) -> Vec<u8> {
+    let mut body = json!({
         "access_token": access,
         "token_type": "Bearer",
         "expires_in": config.auth.access_token_ttl.as_secs(),
-        "refresh_token": refresh,
         "scope": scopes.join(" "),
-    }))
-    .expect("JSON encodes")
+    });
+    if let Some(r) = refresh {
+        body["refresh_token"] = json!(r);
+    }
+    serde_json::to_vec(&body).expect("JSON encodes")
 }
 
 fn token_reply(body: Vec<u8>) -> Reply {
@@ -222,7 +225,7 @@ async fn authorization_code(
             ));
         }
     }
-    let (access, refresh, tokens) = mint(config, now);
+    let (access, refresh, tokens) = mint(config, client.refresh_allowed, now);
     let record = *record;
     let grant = GrantRecord {
         grant_id: record.grant_id,
@@ -234,6 +237,7 @@ async fn authorization_code(
         created_at: now,
         verified_at: now,
         upstream_credential: record.upstream_credential,
+        refresh: client.refresh_allowed,
     };
     auth.store.issue(grant.clone(), tokens).await?;
     tracing::info!(
@@ -247,7 +251,7 @@ async fn authorization_code(
     Ok(token_reply(token_body(
         config,
         &access,
-        &refresh,
+        refresh.as_deref(),
         &grant.scopes,
     )))
 }
@@ -259,6 +263,11 @@ async fn refresh(
     form: &Params,
     now: u64,
 ) -> Result<Reply, OAuthError> {
+    if !client.refresh_allowed {
+        return Err(OAuthError::unauthorized_client(
+            "this client is not registered for the refresh_token grant",
+        ));
+    }
     let presented = form
         .get("refresh_token")
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
@@ -290,11 +299,11 @@ async fn refresh(
     if let Some((_, grant)) = &current {
         reverify_if_due(auth, config, grant, now).await?;
     }
-    let (access, refresh, mut tokens) = mint(config, now);
+    let (access, refresh, mut tokens) = mint(config, true, now);
     let grace = config.auth.refresh_grace.as_secs();
     let body = current
         .as_ref()
-        .map(|(_, grant)| token_body(config, &access, &refresh, &grant.scopes));
+        .map(|(_, grant)| token_body(config, &access, refresh.as_deref(), &grant.scopes));
     if let (Some(body), true) = (&body, grace > 0) {
         tokens.successor = Some(SealedSuccessor {
             sealed: grace_sealer(presented).seal(GRACE, body),
@@ -308,7 +317,8 @@ async fn refresh(
     {
         Rotation::Rotated(grant) => {
             tracing::info!(target: "authgate::audit", event = "refreshed", grant_id = %grant.grant_id, client_id = %grant.client_id);
-            let body = body.unwrap_or_else(|| token_body(config, &access, &refresh, &grant.scopes));
+            let body = body
+                .unwrap_or_else(|| token_body(config, &access, refresh.as_deref(), &grant.scopes));
             Ok(token_reply(body))
         }
         Rotation::Retried { sealed } => {

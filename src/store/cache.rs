@@ -135,6 +135,9 @@ impl Store for Cached {
             .grant_verified(grant_id, verified_at, upstream_credential)
             .await
     }
+    async fn claim_once(&self, key: SecretHash, expires_at: u64) -> Result<bool, StoreError> {
+        self.inner.claim_once(key, expires_at).await
+    }
     async fn get_consent(&self, key: &str) -> Result<Option<ConsentRecord>, StoreError> {
         self.inner.get_consent(key).await
     }

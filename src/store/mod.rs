@@ -36,7 +36,8 @@ pub trait Store: Send + Sync + 'static {
     /// same code answers `Replayed` with the grant the first one created.
     async fn take_code(&self, code: SecretHash, now: u64) -> Result<TakenCode, StoreError>;
 
-    /// Creates a grant with its first access and refresh tokens, atomically.
+    /// Creates a grant with its first access token (and refresh token, when the client may
+    /// refresh), atomically.
     async fn issue(&self, grant: GrantRecord, tokens: NewTokens) -> Result<(), StoreError>;
     /// Exchanges a refresh token for new tokens of the same grant. A refresh token presented
     /// again after its rotation revokes the whole grant (`Reused`).
@@ -74,11 +75,17 @@ pub trait Store: Send + Sync + 'static {
         upstream_credential: Option<String>,
     ) -> Result<(), StoreError>;
 
+    /// Records `key` as used until `expires_at`; true the first time, false ever after (until
+    /// it expires). What makes a pending authorization mint at most one code, whichever
+    /// form or replica sees it again.
+    async fn claim_once(&self, key: SecretHash, expires_at: u64) -> Result<bool, StoreError>;
+
     async fn get_consent(&self, key: &str) -> Result<Option<ConsentRecord>, StoreError>;
     async fn put_consent(&self, key: &str, record: ConsentRecord) -> Result<(), StoreError>;
 
-    /// Deletes what has expired: codes, access and refresh tokens, grants whose last refresh
-    /// token expired, replay records of codes a day after their expiry, and dynamically
+    /// Deletes what has expired: codes, access and refresh tokens, grants left without a
+    /// refresh token (or, for grants that never had one, without an access token), claims,
+    /// replay records of codes a day after their expiry, and dynamically
     /// registered clients that never got a grant and were registered before
     /// `unused_clients_before`.
     async fn sweep(&self, now: u64, unused_clients_before: u64) -> Result<Swept, StoreError>;

@@ -66,6 +66,13 @@ pub struct GrantRecord {
     /// The provider credential for re-verification, sealed by the gateway's key.
     #[serde(default)]
     pub upstream_credential: Option<String>,
+    /// Whether this grant issues refresh tokens (its client is registered for the grant).
+    #[serde(default = "yes")]
+    pub refresh: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What a bearer token stands for: everything the proxy needs, denormalised for one lookup.
@@ -100,12 +107,13 @@ pub struct SealedSuccessor {
     pub until: u64,
 }
 
-/// Hashes and lifetimes of a freshly minted token pair.
+/// Hashes and lifetimes of freshly minted tokens.
 #[derive(Debug, Clone)]
 pub struct NewTokens {
     pub access: SecretHash,
     pub access_expires_at: u64,
-    pub refresh: SecretHash,
+    /// `None` for clients not registered for the `refresh_token` grant.
+    pub refresh: Option<SecretHash>,
     pub refresh_expires_at: u64,
     /// For a rotation: the sealed answer to keep on the old refresh token.
     pub successor: Option<SealedSuccessor>,

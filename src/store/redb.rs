@@ -30,6 +30,8 @@ const REFRESH: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("refresh
 const GRANT_TOKENS: MultimapTableDefinition<&str, &[u8; 32]> =
     MultimapTableDefinition::new("grant_tokens");
 const CONSENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("consents");
+/// Single-use claims (hash of the claimed key) → when the claim may be forgotten.
+const CLAIMS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("claims");
 
 pub struct RedbStore {
     db: Arc<Database>,
@@ -81,6 +83,7 @@ impl RedbStore {
             txn.open_table(REFRESH).map_err(io)?;
             txn.open_multimap_table(GRANT_TOKENS).map_err(io)?;
             txn.open_table(CONSENTS).map_err(io)?;
+            txn.open_table(CLAIMS).map_err(io)?;
         }
         txn.commit().map_err(io)?;
         Ok(Self {
@@ -171,22 +174,20 @@ fn insert_tokens(
         upstream: grant.upstream.clone(),
         expires_at: t.access_expires_at,
     };
-    let r = RefreshRecord {
-        grant_id: grant.grant_id.clone(),
-        expires_at: t.refresh_expires_at,
-        rotated_at: None,
-        successor: None,
-    };
     access.insert(&t.access.0, enc(&a).as_slice()).map_err(io)?;
-    refresh
-        .insert(&t.refresh.0, enc(&r).as_slice())
-        .map_err(io)?;
     links
         .insert(grant.grant_id.as_str(), &t.access.0)
         .map_err(io)?;
-    links
-        .insert(grant.grant_id.as_str(), &t.refresh.0)
-        .map_err(io)?;
+    if let Some(hash) = &t.refresh {
+        let r = RefreshRecord {
+            grant_id: grant.grant_id.clone(),
+            expires_at: t.refresh_expires_at,
+            rotated_at: None,
+            successor: None,
+        };
+        refresh.insert(&hash.0, enc(&r).as_slice()).map_err(io)?;
+        links.insert(grant.grant_id.as_str(), &hash.0).map_err(io)?;
+    }
     Ok(())
 }
 
@@ -444,6 +445,18 @@ impl Store for RedbStore {
         .await
     }
 
+    async fn claim_once(&self, key: SecretHash, expires_at: u64) -> Result<bool, StoreError> {
+        self.write(move |txn| {
+            let mut claims = txn.open_table(CLAIMS).map_err(io)?;
+            if claims.get(&key.0).map_err(io)?.is_some() {
+                return Ok(false);
+            }
+            claims.insert(&key.0, expires_at).map_err(io)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn get_consent(&self, key: &str) -> Result<Option<ConsentRecord>, StoreError> {
         let key = key.to_string();
         self.blocking(move |db| {
@@ -480,6 +493,8 @@ impl Store for RedbStore {
                 swept.codes = (before - codes.len().map_err(io)?) as usize;
                 let mut used = txn.open_table(USED_CODES).map_err(io)?;
                 used.retain(|_, (_, expires_at)| expires_at + USED_CODE_GRACE > now).map_err(io)?;
+                let mut claims = txn.open_table(CLAIMS).map_err(io)?;
+                claims.retain(|_, until| until > now).map_err(io)?;
             }
             let expired = |table: TableDefinition<&[u8; 32], &[u8]>| -> Result<Vec<([u8; 32], String)>, StoreError> {
                 let t = txn.open_table(table).map_err(io)?;
@@ -534,24 +549,37 @@ impl Store for RedbStore {
                     refresh.insert(&k, enc(&cleared).as_slice()).map_err(io)?;
                 }
             }
-            // A grant whose refresh tokens are all gone can never issue again.
-            let mut orphaned: Vec<String> = expired_refresh.into_iter().map(|(_, g)| g).collect();
-            orphaned.sort();
-            orphaned.dedup();
-            for grant in orphaned {
-                let has_refresh = {
+            // A grant that lost its last refresh token can never issue again; one that never
+            // had any (a client without the refresh grant) ends with its last access token.
+            let mut touched: Vec<String> = expired_access
+                .into_iter()
+                .chain(expired_refresh)
+                .map(|(_, g)| g)
+                .collect();
+            touched.sort();
+            touched.dedup();
+            for grant in touched {
+                let (any_refresh, any_access) = {
                     let links = txn.open_multimap_table(GRANT_TOKENS).map_err(io)?;
                     let refresh = txn.open_table(REFRESH).map_err(io)?;
-                    let mut found = false;
+                    let access = txn.open_table(ACCESS).map_err(io)?;
+                    let (mut r, mut a) = (false, false);
                     for h in links.get(grant.as_str()).map_err(io)? {
-                        if refresh.get(h.map_err(io)?.value()).map_err(io)?.is_some() {
-                            found = true;
-                            break;
-                        }
+                        let h = h.map_err(io)?;
+                        r |= refresh.get(h.value()).map_err(io)?.is_some();
+                        a |= access.get(h.value()).map_err(io)?.is_some();
                     }
-                    found
+                    (r, a)
                 };
-                if !has_refresh {
+                let had_refresh = {
+                    let grants = txn.open_table(GRANTS).map_err(io)?;
+                    let found = grants.get(grant.as_str()).map_err(io)?;
+                    match found {
+                        Some(raw) => dec::<GrantRecord>(raw.value())?.refresh,
+                        None => continue,
+                    }
+                };
+                if !any_refresh && (had_refresh || !any_access) {
                     revoke_grant_in(txn, &grant)?;
                     swept.grants += 1;
                 }

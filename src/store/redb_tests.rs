@@ -22,6 +22,7 @@ fn grant(id: &str) -> GrantRecord {
         created_at: 100,
         verified_at: 100,
         upstream_credential: None,
+        refresh: true,
     }
 }
 
@@ -29,7 +30,7 @@ fn tokens(a: &str, r: &str) -> NewTokens {
     NewTokens {
         access: SecretHash::of(a),
         access_expires_at: 1000,
-        refresh: SecretHash::of(r),
+        refresh: Some(SecretHash::of(r)),
         refresh_expires_at: 5000,
         successor: None,
     }
@@ -293,6 +294,47 @@ async fn sweep_removes_only_what_expired() {
         "the grant went with its last refresh token"
     );
     assert!(s.revoke_grant("g1").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn grants_without_refresh_tokens_end_with_their_access_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Cached::new(Arc::new(RedbStore::open(dir.path()).unwrap()));
+    let g = GrantRecord {
+        refresh: false,
+        ..grant("g2")
+    };
+    let t = NewTokens {
+        refresh: None,
+        ..tokens("a2", "unused")
+    };
+    s.issue(g, t).await.unwrap();
+    assert!(s
+        .find_refresh(SecretHash::of("unused"), 10)
+        .await
+        .unwrap()
+        .is_none());
+    let swept = s.sweep(500, 0).await.unwrap();
+    assert_eq!(swept.grants, 0, "the access token is still valid");
+    let swept = s.sweep(1500, 0).await.unwrap();
+    assert_eq!((swept.access_tokens, swept.grants), (1, 1));
+}
+
+#[tokio::test]
+async fn claims_succeed_once_until_they_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = RedbStore::open(dir.path()).unwrap();
+    let k = SecretHash::of("flow\u{1f}abc");
+    assert!(s.claim_once(k, 600).await.unwrap());
+    assert!(!s.claim_once(k, 600).await.unwrap());
+    assert!(s.claim_once(SecretHash::of("other"), 600).await.unwrap());
+    s.sweep(599, 0).await.unwrap();
+    assert!(
+        !s.claim_once(k, 600).await.unwrap(),
+        "kept until it expires"
+    );
+    s.sweep(601, 0).await.unwrap();
+    assert!(s.claim_once(k, 700).await.unwrap(), "forgotten after");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! What the gateway answers itself (health, OAuth endpoints, login and consent pages): a
 //! [`Request`] in, a [`Reply`] out, written to the client in one place.
 
+pub mod csrf;
 pub mod pages;
 pub mod reply;
 pub mod request;

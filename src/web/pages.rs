@@ -9,11 +9,15 @@ use super::Reply;
 #[template(path = "error.html")]
 pub struct ErrorPage<'a> {
     pub title: &'a str,
+    /// What happened.
     pub message: &'a str,
+    /// What to do about it.
+    pub advice: &'a str,
 }
 
-pub struct ProviderLink {
-    pub href: String,
+/// One sign-in button of the chooser: a GET form to `/login/<provider>`.
+pub struct ProviderButton {
+    pub action: String,
     pub name: String,
 }
 
@@ -21,7 +25,8 @@ pub struct ProviderLink {
 #[template(path = "chooser.html")]
 pub struct ChooserPage<'a> {
     pub client_name: &'a str,
-    pub providers: Vec<ProviderLink>,
+    pub flow: &'a str,
+    pub providers: Vec<ProviderButton>,
 }
 
 #[derive(Template)]
@@ -32,6 +37,7 @@ pub struct LocalLoginPage<'a> {
     pub client_name: &'a str,
     pub username: &'a str,
     pub error: Option<&'a str>,
+    pub csrf: &'a str,
 }
 
 pub struct ScopeLine {
@@ -52,6 +58,8 @@ pub struct ConsentPage<'a> {
     pub scopes: Vec<ScopeLine>,
     pub flow: &'a str,
     pub csrf: &'a str,
+    /// The person allowed this client before: a short "continue?" page instead.
+    pub remembered: bool,
 }
 
 /// Renders a page into a reply; a template error (a bug) becomes a plain 500.
@@ -65,8 +73,24 @@ pub fn render(status: u16, page: &impl Template) -> Reply {
     }
 }
 
+/// What most error pages advise: the connection starts at the application, not here.
+pub const START_AGAIN: &str =
+    "You can close this window and start the connection again from your application.";
+
+/// An error page with the usual advice ([`START_AGAIN`]).
 pub fn error(status: u16, title: &str, message: &str) -> Reply {
-    render(status, &ErrorPage { title, message })
+    error_with(status, title, message, START_AGAIN)
+}
+
+pub fn error_with(status: u16, title: &str, message: &str, advice: &str) -> Reply {
+    render(
+        status,
+        &ErrorPage {
+            title,
+            message,
+            advice,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -89,6 +113,7 @@ mod tests {
             }],
             flow: "F",
             csrf: "C",
+            remembered: false,
         };
         let html = page.render().unwrap();
         assert!(!html.contains("<script>"), "{html}");
@@ -112,15 +137,24 @@ mod tests {
         assert!(body.contains("Unknown client") && !body.contains("<request>"));
         let chooser = ChooserPage {
             client_name: "Inspector",
-            providers: vec![ProviderLink {
-                href: "/login/corp?flow=x".into(),
+            flow: "F&1",
+            providers: vec![ProviderButton {
+                action: "/login/corp".into(),
                 name: "Corp".into(),
             }],
         }
         .render()
         .unwrap();
         assert!(
-            chooser.contains("class=\"provider\" href=\"/login/corp?flow=x\""),
+            chooser.contains("<form method=\"get\" action=\"/login/corp\">"),
+            "{chooser}"
+        );
+        assert!(
+            chooser.contains("value=\"F&#38;1\"") || chooser.contains("value=\"F&amp;1\""),
+            "{chooser}"
+        );
+        assert!(
+            chooser.contains("<button class=\"primary provider\" type=\"submit\">Corp</button>"),
             "{chooser}"
         );
         let login = LocalLoginPage {
@@ -129,9 +163,11 @@ mod tests {
             client_name: "X",
             username: "",
             error: Some("Wrong username or password"),
+            csrf: "T",
         }
         .render()
         .unwrap();
         assert!(login.contains("name=\"password\"") && login.contains("Wrong username"));
+        assert!(login.contains("name=\"csrf\" value=\"T\""));
     }
 }

@@ -52,7 +52,9 @@ impl Reply {
         }
     }
 
-    /// A server-rendered page: no scripts, no framing, no referrer leaks of OAuth parameters.
+    /// A server-rendered page: no scripts, no framing, no referrer leaks of OAuth parameters to
+    /// other sites. `same-origin`, not `no-referrer`: under `no-referrer` browsers send
+    /// `Origin: null` even on posts to the page's own origin.
     pub fn html(status: u16, body: String) -> Self {
         Self {
             status,
@@ -64,7 +66,7 @@ impl Reply {
                         .into(),
                 ),
                 (HeaderName::from_static("x-frame-options"), "DENY".into()),
-                (HeaderName::from_static("referrer-policy"), "no-referrer".into()),
+                (HeaderName::from_static("referrer-policy"), "same-origin".into()),
                 (HeaderName::from_static("x-content-type-options"), "nosniff".into()),
             ],
             body: body.into(),
