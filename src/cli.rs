@@ -51,25 +51,11 @@ pub fn main() -> ExitCode {
 fn check(path: &std::path::Path) -> ExitCode {
     match config::load(path) {
         Ok(c) => {
-            println!("{}: ok", path.display());
-            println!("  public URL  {}", c.server.public_url.as_str());
-            let listen: Vec<String> = c.server.listen.iter().map(|a| a.to_string()).collect();
-            println!("  listen      {}", listen.join(", "));
-            println!("  data dir    {}", c.server.data_dir.display());
-            println!("  routes      {}", c.upstreams.len());
-            for u in &c.upstreams {
-                let host = u
-                    .host
-                    .as_deref()
-                    .map(|h| format!(" (host {h})"))
-                    .unwrap_or_default();
-                let scheme = if u.url.tls { "https" } else { "http" };
-                println!(
-                    "    {:<28} -> {scheme}://{}{}  [{}]{host}",
-                    c.server.public_url.join(u.path.as_str()),
-                    u.url.authority,
-                    u.url.rewrite(""),
-                    u.name,
+            print!("{}", summary(path, &c));
+            for (upstream, why) in crate::proxy::router::unresolvable(&c) {
+                eprintln!(
+                    "{}: warning: upstream `{upstream}`: {why}; authgate starts anyway and answers 502 on this route until the name resolves",
+                    path.display()
                 );
             }
             ExitCode::SUCCESS
@@ -80,6 +66,69 @@ fn check(path: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What `check` prints for a good config: where it listens and everything it serves.
+fn summary(path: &std::path::Path, c: &config::Config) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "{}: ok", path.display());
+    let _ = writeln!(w, "  public URL  {}", c.server.public_url.as_str());
+    let listen: Vec<String> = c.server.listen.iter().map(|a| a.to_string()).collect();
+    let _ = writeln!(w, "  listen      {}", listen.join(", "));
+    let _ = writeln!(w, "  data dir    {}", c.server.data_dir.display());
+    let _ = writeln!(w, "  routes      {}", c.upstreams.len());
+    for u in &c.upstreams {
+        let host = u
+            .host
+            .as_deref()
+            .map(|h| format!(" (host {h})"))
+            .unwrap_or_default();
+        let scheme = if u.url.tls { "https" } else { "http" };
+        let auth = match u.auth {
+            config::UpstreamAuth::OAuth if u.scopes.is_empty() => "oauth".to_string(),
+            config::UpstreamAuth::OAuth => format!("oauth, scopes {}", u.scopes.join(" ")),
+            config::UpstreamAuth::None => "public".to_string(),
+        };
+        let _ = writeln!(
+            w,
+            "    {:<28} -> {scheme}://{}{}  [{}] {auth}{host}",
+            c.server.public_url.join(u.path.as_str()),
+            u.url.authority,
+            u.url.rewrite(""),
+            u.name,
+        );
+    }
+    let _ = writeln!(w, "  providers   {}", c.providers.len());
+    for p in &c.providers {
+        let what = match &p.kind {
+            config::ProviderKind::Oidc { issuer, .. } => format!("oidc, issuer {issuer}"),
+            config::ProviderKind::GitHub { .. } => "github".to_string(),
+            config::ProviderKind::Local { users } => format!("local, {} user(s)", users.len()),
+        };
+        let _ = writeln!(w, "    {:<16} {what}  \"{}\"", p.id, p.display_name);
+    }
+    let _ = writeln!(w, "  scopes      {}", c.scopes.len());
+    for sc in &c.scopes {
+        let _ = writeln!(w, "    {:<16} {}", sc.name, sc.description);
+    }
+    let _ = writeln!(w, "  clients     {}", c.clients.len());
+    for cl in &c.clients {
+        let kind = if cl.secret.is_some() {
+            "confidential"
+        } else {
+            "public"
+        };
+        let trusted = if cl.trusted { ", trusted" } else { "" };
+        let _ = writeln!(
+            w,
+            "    {:<16} {kind}{trusted}, redirects {}",
+            cl.client_id,
+            cl.redirect_uris.join(" ")
+        );
+    }
+    out
 }
 
 fn run(path: &std::path::Path) -> ExitCode {

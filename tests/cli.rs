@@ -67,3 +67,129 @@ fn check_on_the_shipped_demo_config() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn check_reports_every_error_at_once_in_file_order() {
+    let (ok, _, stderr) = check(
+        r#"[server]
+public_url = "http://127.0.0.1:8080"
+threads = "two"
+colour = "blue"
+
+[[upstream]]
+name = "a"
+path = 5
+url = "http://127.0.0.1:1"
+
+[[provider]]
+id = "corp"
+kind = "oidc"
+issuer = "https://idp.example"
+client_id = "gw"
+client_secret = "${AUTHGATE_CLI_TEST_UNSET}"
+"#,
+    );
+    assert!(!ok);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 5, "{stderr}");
+    assert!(
+        lines[0].contains("gw.toml:3:11: server.threads:"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].contains("gw.toml:4:1: server.colour: unknown field `colour`"),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].contains("gw.toml:8:8: upstream[0].path:"),
+        "{stderr}"
+    );
+    assert!(
+        lines[3].contains("gw.toml:16:17: provider[0].client_secret: environment variable `AUTHGATE_CLI_TEST_UNSET` is not set"),
+        "{stderr}"
+    );
+    assert!(lines[4].ends_with("gw.toml: 4 error(s)"), "{stderr}");
+    assert!(
+        !stderr.contains("at least one [[provider]]"),
+        "a consequence was reported: {stderr}"
+    );
+}
+
+#[test]
+fn check_prints_providers_scopes_clients_and_warns_about_names_that_do_not_resolve() {
+    let (ok, stdout, stderr) = check(
+        r#"[server]
+public_url = "https://gw.example.com"
+[[scope]]
+name = "mcp:tools"
+description = "Use tools"
+[[upstream]]
+name = "later"
+path = "/mcp"
+url = "http://upstream-not-yet.invalid:3001/mcp"
+scopes = ["mcp:tools"]
+[[provider]]
+id = "corp"
+kind = "oidc"
+display_name = "Corp SSO"
+issuer = "https://idp.example"
+client_id = "gw"
+client_secret = "s"
+[[provider]]
+id = "gh"
+kind = "github"
+client_id = "x"
+client_secret = "y"
+[[client]]
+client_id = "team-cli"
+redirect_uris = ["http://127.0.0.1/callback"]
+trusted = true
+"#,
+    );
+    assert!(ok, "{stderr}");
+    for want in [
+        "providers   2",
+        "corp             oidc, issuer https://idp.example  \"Corp SSO\"",
+        "gh               github  \"GitHub\"",
+        "scopes      1",
+        "mcp:tools        Use tools",
+        "clients     1",
+        "team-cli         public, trusted, redirects http://127.0.0.1/callback",
+        "[later] oauth, scopes mcp:tools",
+    ] {
+        assert!(stdout.contains(want), "{want:?} missing from:\n{stdout}");
+    }
+    assert!(
+        stderr.contains("warning: upstream `later`:")
+            && stderr.contains("answers 502 on this route until the name resolves"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_creates_nothing_on_disk_when_it_cannot_start() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    std::fs::write(
+        &path,
+        format!("[server]\nlisten = [\"127.0.0.1:{port}\"]\npublic_url = \"http://127.0.0.1:{port}\"\ndata_dir = \"state\"\n[[upstream]]\nname = \"a\"\npath = \"/a\"\nurl = \"http://upstream-not-yet.invalid:1\"\nauth = \"none\"\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("state").exists(),
+        "the data dir was created"
+    );
+}

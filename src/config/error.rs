@@ -34,6 +34,14 @@ impl fmt::Display for ConfigError {
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
+impl ConfigErrors {
+    /// In file order, as an editor would walk them.
+    pub fn sorted(mut errors: Vec<ConfigError>) -> Self {
+        errors.sort_by_key(|e| (e.line, e.column));
+        Self(errors)
+    }
+}
+
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, e) in self.0.iter().enumerate() {
@@ -101,6 +109,7 @@ impl<'a> Source<'a> {
         let mut table = String::new();
         let mut counts: std::collections::HashMap<String, usize> = Default::default();
         let mut pos = 0;
+        // The last `key =` seen in the current table: lines of a multi-line value have none.
         let mut key = String::new();
         for line in self.text.split_inclusive('\n') {
             let end = pos + line.len();
@@ -112,21 +121,23 @@ impl<'a> Source<'a> {
                 let name = name.trim().to_string();
                 let n = counts.entry(name.clone()).or_insert(0);
                 *n += 1;
-                if pos <= offset {
-                    table = format!("{name}[{}]", *n - 1);
-                }
+                table = format!("{name}[{}]", *n - 1);
+                key.clear();
             } else if let Some(name) = trimmed.strip_prefix('[').and_then(|s| s.split(']').next()) {
-                if pos <= offset {
-                    table = name.trim().to_string();
+                table = name.trim().to_string();
+                key.clear();
+            } else if let Some((k, _)) = line.split_once('=') {
+                let k = k.trim();
+                let bare = !k.is_empty()
+                    && k.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+                let quoted = k.len() >= 2 && k.starts_with('"') && k.ends_with('"');
+                let is_key = bare || quoted;
+                if is_key {
+                    key = k.trim_matches('"').to_string();
                 }
             }
             if offset >= pos && offset < end.max(pos + 1) {
-                if let Some((k, _)) = line.split_once('=') {
-                    let k = k.trim();
-                    if !k.is_empty() && !k.starts_with('[') && !k.starts_with('#') {
-                        key = k.trim_matches('"').to_string();
-                    }
-                }
                 break;
             }
             pos = end;
@@ -152,6 +163,9 @@ mod tests {
         assert_eq!(src.key_path_at(at("name")), "upstream[0].name");
         assert_eq!(src.key_path_at(at("url")), "upstream[1].url");
         assert_eq!(src.line_col(at("url")), (7, 1));
+        let text = "[server]\nlist = [\n  \"a=b\",\n  7,\n]\n";
+        let src = Source::new(Path::new("x.toml"), text);
+        assert_eq!(src.key_path_at(text.find('7').unwrap()), "server.list");
     }
 
     #[test]

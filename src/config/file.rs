@@ -1,6 +1,8 @@
 //! The config file as written: serde structs that mirror the TOML one to one. Unknown keys are
 //! errors; values that are checked later keep their span so the check can point at them.
-//! Nothing here is used past `validate`, which turns it into [`super::Config`].
+//! Required keys are `Option`s too: the validator reports a missing one at its table, so one
+//! missing key never hides the other errors. Nothing here is used past `validate`, which
+//! turns it into [`super::Config`].
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -10,7 +12,7 @@ pub type Text = Spanned<String>;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    pub server: Spanned<ServerSection>,
+    pub server: Option<Spanned<ServerSection>>,
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<Spanned<UpstreamSection>>,
     #[serde(default)]
@@ -61,15 +63,15 @@ pub struct AuthSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScopeSection {
-    pub name: Text,
+    pub name: Option<Text>,
     pub description: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSection {
-    pub id: Text,
-    pub kind: Text,
+    pub id: Option<Text>,
+    pub kind: Option<Text>,
     pub display_name: Option<Text>,
     pub issuer: Option<Text>,
     pub tenant: Option<Text>,
@@ -84,8 +86,8 @@ pub struct ProviderSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserSection {
-    pub username: Text,
-    pub password_hash: Text,
+    pub username: Option<Text>,
+    pub password_hash: Option<Text>,
     pub email: Option<Text>,
     pub name: Option<Text>,
     #[serde(default)]
@@ -95,10 +97,10 @@ pub struct UserSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSection {
-    pub client_id: Text,
+    pub client_id: Option<Text>,
     pub name: Option<Text>,
     pub secret: Option<Text>,
-    pub redirect_uris: Spanned<Vec<Text>>,
+    pub redirect_uris: Option<Spanned<Vec<Text>>>,
     pub scopes: Option<Vec<Text>>,
     pub upstreams: Option<Vec<Text>>,
     #[serde(default)]
@@ -124,7 +126,7 @@ pub struct ServerSection {
     pub listen: Option<Spanned<Vec<Text>>>,
     /// The URL clients use to reach the gateway; the OAuth issuer and every resource URL derive
     /// from it, never from request headers.
-    pub public_url: Text,
+    pub public_url: Option<Text>,
     pub data_dir: Option<Text>,
     pub threads: Option<Spanned<usize>>,
     /// Allow a plain-http public URL on a non-loopback host (a TLS proxy in front does not
@@ -132,15 +134,20 @@ pub struct ServerSection {
     #[serde(default)]
     pub allow_insecure_http: bool,
     pub allowed_origins: Option<Vec<Text>>,
+    /// Request header limits (bytes, bytes, count); past them: 431.
+    pub max_header_line: Option<Spanned<usize>>,
+    pub max_header_size: Option<Spanned<usize>>,
+    pub max_headers: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSection {
-    pub name: Text,
-    pub path: Text,
+    pub name: Option<Text>,
+    pub path: Option<Text>,
     pub host: Option<Text>,
-    pub url: Text,
+    pub url: Option<Text>,
+    pub dns_refresh: Option<Text>,
     pub connect_timeout: Option<Text>,
     pub idle_timeout: Option<Text>,
     #[serde(default)]
@@ -150,4 +157,5 @@ pub struct UpstreamSection {
     pub scopes: Vec<Text>,
     #[serde(default)]
     pub identity_headers: Option<Spanned<IdentityHeadersSection>>,
+    pub strip_common_identity_headers: Option<bool>,
 }

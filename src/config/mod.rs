@@ -6,6 +6,7 @@ mod error;
 mod file;
 mod interp;
 mod model;
+mod recover;
 mod validate;
 
 use std::path::Path;
@@ -30,32 +31,41 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     parse(path, &text, |name| std::env::var(name).ok())
 }
 
+/// The most errors one run reports (a file of garbage would otherwise list thousands).
+const MAX_ERRORS: usize = 100;
+
 /// Parses and validates config text; `path` names the file in errors and anchors relative paths.
+/// Every error is reported, sorted by place: a TOML syntax error stops reading (what follows
+/// it cannot be trusted), but unknown keys and wrong types are skipped past
+/// ([`recover`]), and checks that depend on a bad value do not report again.
 pub fn parse(
     path: &Path,
     text: &str,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
     let mut src = Source::new(path, text);
-    let file: file::FileConfig = match toml::from_str(text) {
-        Ok(f) => f,
-        Err(e) => {
-            let span = e.span().unwrap_or(0..0);
-            let mut key = src.key_path_at(span.start);
-            if let Some(field) = e
-                .message()
-                .strip_prefix("missing field `")
-                .and_then(|m| m.split('`').next())
-            {
-                key = if key.is_empty() {
-                    field.to_string()
-                } else {
-                    format!("{key}.{field}")
-                };
+    if let Err(e) = toml::de::DeTable::parse(text) {
+        src.push(e.span().unwrap_or(0..0), String::new(), e.message().trim());
+        return Err(ConfigErrors(src.errors));
+    }
+    let mut work = text.to_string();
+    // Keys whose values were skipped: later checks that find them missing are consequences.
+    let mut skipped: Vec<String> = Vec::new();
+    let file: file::FileConfig = loop {
+        match toml::from_str(&work) {
+            Ok(f) => break f,
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                let key = src.key_path_at(span.start);
+                src.push(span.clone(), key.clone(), e.message().trim());
+                skipped.push(key);
+                if span.is_empty()
+                    || src.errors.len() >= MAX_ERRORS
+                    || !recover::blank_entry(&mut work, span.start)
+                {
+                    return Err(ConfigErrors::sorted(src.errors));
+                }
             }
-            let message = e.message().trim().to_string();
-            src.push(span, key, message);
-            return Err(ConfigErrors(src.errors));
         }
     };
     let config_dir = path
@@ -69,10 +79,19 @@ pub fn parse(
         })
         .unwrap_or(Path::new("."));
     let config_dir = std::path::absolute(config_dir).unwrap_or_else(|_| config_dir.to_path_buf());
+    let parse_errors = src.errors.len();
     let mut v = validate::Validator { src, env };
-    match v.config(file, &config_dir) {
-        Some(c) if v.src.errors.is_empty() => Ok(c),
-        _ => Err(ConfigErrors(v.src.errors)),
+    let config = v.config(file, &config_dir);
+    let mut errors = v.src.errors;
+    let later = errors.split_off(parse_errors);
+    errors.extend(
+        later
+            .into_iter()
+            .filter(|e| !skipped.iter().any(|k| k == &e.key)),
+    );
+    match config {
+        Some(c) if errors.is_empty() => Ok(c),
+        _ => Err(ConfigErrors::sorted(errors)),
     }
 }
 

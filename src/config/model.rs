@@ -236,6 +236,19 @@ pub struct ServerConfig {
     /// Browser origins allowed on MCP routes (`*` for any); empty: the gateway's own origin
     /// and loopback origins.
     pub allowed_origins: Vec<String>,
+    pub header_limits: HeaderLimits,
+}
+
+/// Request header limits, checked before any other work (nginx-like defaults: 8 KiB per
+/// line, 32 KiB in all, 100 headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderLimits {
+    /// Bytes of one header line (`name: value`), and of the request line.
+    pub max_line: usize,
+    /// Bytes of all header lines together.
+    pub max_total: usize,
+    /// Number of header lines.
+    pub max_count: usize,
 }
 
 /// The gateway's public base URL, without a trailing slash: `https://gw.example.com` or
@@ -377,6 +390,11 @@ pub struct Upstream {
     pub idle_timeout: Duration,
     /// Send the client's `Host` upstream instead of the upstream URL's authority.
     pub preserve_host: bool,
+    /// How often the upstream's host name is resolved again (DNS changes are followed).
+    pub dns_refresh: Duration,
+    /// Also remove identity headers other gateways use (`X-Forwarded-User`, `Remote-User`,
+    /// `X-Auth-Request-*`…) from client requests.
+    pub strip_common_identity_headers: bool,
     pub auth: UpstreamAuth,
     /// Scopes a token needs here; also what clients are told to ask for.
     pub scopes: Vec<String>,

@@ -19,6 +19,7 @@ use crate::crypto::SecretHash;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(30);
 pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3600);
 pub const DEFAULT_REFRESH_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const DEFAULT_REFRESH_GRACE: Duration = Duration::from_secs(30);
@@ -79,7 +80,17 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
     }
 
     pub fn config(&mut self, file: FileConfig, config_dir: &Path) -> Option<Config> {
-        let server = self.server(&file.server, config_dir);
+        let server = match &file.server {
+            Some(s) => self.server(s, config_dir),
+            None => {
+                self.src.push(
+                    0..0,
+                    "server",
+                    "a [server] table with public_url is required",
+                );
+                None
+            }
+        };
         let scopes = self.scopes(&file.scopes);
         let scope_names: Vec<String> = scopes.iter().map(|s| s.name.clone()).collect();
         let upstreams = self.upstreams(&file.upstreams, &scope_names);
@@ -88,7 +99,9 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
         let providers = self.providers(&file.providers);
         let clients = self.clients(&file.clients, &scope_names, &upstream_names);
         let cimd = self.cimd(file.cimd.as_ref());
-        if providers.is_empty() {
+        // Only when no [[provider]] is written at all: a provider with errors of its own has
+        // been reported already, and its consequences are not news.
+        if file.providers.is_empty() {
             if let (Some(u), Some(section)) = (
                 upstreams.iter().find(|u| u.auth == UpstreamAuth::OAuth),
                 file.upstreams.iter().find(|s| {
@@ -157,6 +170,19 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
             trusted_hosts,
             allow_loopback_http: c.allow_loopback_http,
         }
+    }
+
+    /// A required key's raw value, or `None` after reporting it missing at its table `at`.
+    fn present<'v>(
+        &mut self,
+        value: &'v Option<Text>,
+        key: &str,
+        at: std::ops::Range<usize>,
+    ) -> Option<&'v Text> {
+        if value.is_none() {
+            self.src.push(at, key, "is required");
+        }
+        value.as_ref()
     }
 
     fn opt_text(&mut self, value: &Option<Text>, key: &str) -> Option<String> {
@@ -302,7 +328,10 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
         for (i, section) in sections.iter().enumerate() {
             let s = section.get_ref();
             let key = format!("scope[{i}].name");
-            let Some(name) = self.parsed(&s.name, &key, |n| {
+            let Some(raw) = self.present(&s.name, &key, section.span()) else {
+                continue;
+            };
+            let Some(name) = self.parsed(raw, &key, |n| {
                 if n.is_empty() || !n.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
                     return Err("must be printable ASCII without spaces, quotes or backslashes (RFC 6749 §3.3)".into());
                 }
@@ -311,11 +340,8 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
                 continue;
             };
             if out.iter().any(|d| d.name == name) {
-                self.src.push(
-                    s.name.span(),
-                    key,
-                    format!("scope `{name}` is defined twice"),
-                );
+                self.src
+                    .push(raw.span(), key, format!("scope `{name}` is defined twice"));
                 continue;
             }
             let description = self
@@ -350,20 +376,26 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
             let p = section.get_ref();
             let key = |k: &str| format!("provider[{i}].{k}");
             let at = section.span();
-            let Some(id) = self.parsed(&p.id, &key("id"), |s| {
+            let Some(raw_id) = self.present(&p.id, &key("id"), at.clone()) else {
+                continue;
+            };
+            let Some(id) = self.parsed(raw_id, &key("id"), |s| {
                 UpstreamName::parse(s).map(|n| n.as_str().to_string())
             }) else {
                 continue;
             };
             if out.iter().any(|o| o.id == id) {
                 self.src.push(
-                    p.id.span(),
+                    raw_id.span(),
                     key("id"),
                     format!("provider `{id}` is defined twice"),
                 );
                 continue;
             }
-            let Some(kind_name) = self.text(&p.kind, &key("kind")) else {
+            let Some(raw_kind) = self.present(&p.kind, &key("kind"), at.clone()) else {
+                continue;
+            };
+            let Some(kind_name) = self.text(raw_kind, &key("kind")) else {
                 continue;
             };
             let scopes = |v: &mut Self| -> Vec<String> {
@@ -466,21 +498,27 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
                             "a local provider needs at least one [[provider.users]]",
                         );
                     }
-                    for (j, u) in p.users.iter().enumerate() {
-                        let u = u.get_ref();
+                    for (j, user) in p.users.iter().enumerate() {
+                        let u = user.get_ref();
                         let k = |f: &str| format!("provider[{i}].users[{j}].{f}");
-                        let Some(username) = self.text(&u.username, &k("username")) else {
+                        let (Some(raw_user), Some(raw_hash)) = (
+                            self.present(&u.username, &k("username"), user.span()),
+                            self.present(&u.password_hash, &k("password_hash"), user.span()),
+                        ) else {
+                            continue;
+                        };
+                        let Some(username) = self.text(raw_user, &k("username")) else {
                             continue;
                         };
                         if username.is_empty() || users.iter().any(|x| x.username == username) {
                             self.src.push(
-                                u.username.span(),
+                                raw_user.span(),
                                 k("username"),
                                 "must be non-empty and unique",
                             );
                             continue;
                         }
-                        let Some(password_hash) = self.parsed(&u.password_hash, &k("password_hash"), |h| {
+                        let Some(password_hash) = self.parsed(raw_hash, &k("password_hash"), |h| {
                             argon2::password_hash::PasswordHash::new(h)
                                 .map(|_| h.to_string())
                                 .map_err(|_| "not an argon2 PHC hash; create one with `authgate hash-password`".to_string())
@@ -508,7 +546,7 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
                     (ProviderKind::Local { users }, "Local account")
                 }
                 other => {
-                    self.src.push(p.kind.span(), key("kind"), format!("`{other}` is not one of \"oidc\", \"google\", \"microsoft\", \"github\", \"local\""));
+                    self.src.push(raw_kind.span(), key("kind"), format!("`{other}` is not one of \"oidc\", \"google\", \"microsoft\", \"github\", \"local\""));
                     continue;
                 }
             };
@@ -542,7 +580,20 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
         for (i, section) in sections.iter().enumerate() {
             let c = section.get_ref();
             let key = |k: &str| format!("client[{i}].{k}");
-            let Some(client_id) = self.parsed(&c.client_id, &key("client_id"), |s| {
+            let (Some(raw_id), Some(raw_uris)) = (
+                self.present(&c.client_id, &key("client_id"), section.span()),
+                c.redirect_uris.as_ref().or_else(|| {
+                    self.src.push(
+                        section.span(),
+                        key("redirect_uris"),
+                        "is required (at least one redirect URI)",
+                    );
+                    None
+                }),
+            ) else {
+                continue;
+            };
+            let Some(client_id) = self.parsed(raw_id, &key("client_id"), |s| {
                 if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
                     Err("must be 1 to 255 printable ASCII characters".into())
                 } else {
@@ -553,7 +604,7 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
             };
             if out.iter().any(|o| o.client_id == client_id) {
                 self.src.push(
-                    c.client_id.span(),
+                    raw_id.span(),
                     key("client_id"),
                     format!("client `{client_id}` is defined twice"),
                 );
@@ -563,14 +614,14 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
                 .opt_text(&c.secret, &key("secret"))
                 .map(|s| SecretHash::of(&s));
             let mut redirect_uris = Vec::new();
-            if c.redirect_uris.get_ref().is_empty() {
+            if raw_uris.get_ref().is_empty() {
                 self.src.push(
-                    c.redirect_uris.span(),
+                    raw_uris.span(),
                     key("redirect_uris"),
                     "must list at least one redirect URI",
                 );
             }
-            for (j, r) in c.redirect_uris.get_ref().iter().enumerate() {
+            for (j, r) in raw_uris.get_ref().iter().enumerate() {
                 if let Some(uri) = self.parsed(r, &format!("client[{i}].redirect_uris[{j}]"), |s| {
                     crate::oauth::types::RedirectUri::parse_registered(s, true).map(|u| u.0)
                 }) {
@@ -697,11 +748,13 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
                 }
             }
         }
-        let public_url = self.parsed(&s.public_url, "server.public_url", PublicUrl::parse);
-        if let Some(url) = &public_url {
+        let raw_url = self.present(&s.public_url, "server.public_url", section.span());
+        let public_url =
+            raw_url.and_then(|u| self.parsed(u, "server.public_url", PublicUrl::parse));
+        if let (Some(url), Some(raw)) = (&public_url, raw_url) {
             if url.scheme() == "http" && !url.is_loopback() && !s.allow_insecure_http {
                 self.src.push(
-                    s.public_url.span(),
+                    raw.span(),
                     "server.public_url",
                     "plain http is only allowed on a loopback host; use https (TLS may end at a proxy in front) or set server.allow_insecure_http = true",
                 );
@@ -742,7 +795,28 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
                 allowed_origins.push(origin);
             }
         }
+        let mut limit = |v: &Option<Spanned<usize>>, key: &str, default: usize, min: usize| match v
+        {
+            Some(n) if *n.get_ref() < min => {
+                self.src
+                    .push(n.span(), key, format!("must be at least {min}"));
+                default
+            }
+            Some(n) => *n.get_ref(),
+            None => default,
+        };
+        let header_limits = HeaderLimits {
+            max_line: limit(&s.max_header_line, "server.max_header_line", 8 * 1024, 1024),
+            max_total: limit(
+                &s.max_header_size,
+                "server.max_header_size",
+                32 * 1024,
+                1024,
+            ),
+            max_count: limit(&s.max_headers, "server.max_headers", 100, 10),
+        };
         Some(ServerConfig {
+            header_limits,
             allowed_origins,
             listen,
             public_url: public_url?,
@@ -769,27 +843,33 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
         for (i, section) in sections.iter().enumerate() {
             let u = section.get_ref();
             let key = |k: &str| format!("upstream[{i}].{k}");
-            let name = self.parsed(&u.name, &key("name"), UpstreamName::parse);
-            if let Some(n) = &name {
+            let at = section.span();
+            let raw_name = self.present(&u.name, &key("name"), at.clone());
+            let raw_path = self.present(&u.path, &key("path"), at.clone());
+            let raw_url = self.present(&u.url, &key("url"), at.clone());
+            let name = raw_name.and_then(|n| self.parsed(n, &key("name"), UpstreamName::parse));
+            if let (Some(n), Some(raw)) = (&name, raw_name) {
                 if let Some(first) = names.insert(n.clone(), i) {
                     self.src.push(
-                        u.name.span(),
+                        raw.span(),
                         key("name"),
                         format!("`{n}` is already the name of upstream[{first}]"),
                     );
                 }
             }
-            let path = self.parsed(&u.path, &key("path"), |s| {
-                let p = RoutePath::parse(s)?;
-                for reserved in RESERVED_PATHS.iter().chain(crate::oauth::PATHS) {
-                    if p.as_str() != "/"
-                        && (p.as_str() == *reserved
-                            || p.as_str().starts_with(&format!("{reserved}/")))
-                    {
-                        return Err(format!("`{reserved}` is answered by the gateway itself"));
+            let path = raw_path.and_then(|p| {
+                self.parsed(p, &key("path"), |s| {
+                    let p = RoutePath::parse(s)?;
+                    for reserved in RESERVED_PATHS.iter().chain(crate::oauth::PATHS) {
+                        if p.as_str() != "/"
+                            && (p.as_str() == *reserved
+                                || p.as_str().starts_with(&format!("{reserved}/")))
+                        {
+                            return Err(format!("`{reserved}` is answered by the gateway itself"));
+                        }
                     }
-                }
-                Ok(p)
+                    Ok(p)
+                })
             });
             let host = match &u.host {
                 Some(h) => self.parsed(h, &key("host"), |s| {
@@ -801,7 +881,7 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
                 }),
                 None => Some(None),
             };
-            let url = self.parsed(&u.url, &key("url"), UpstreamUrl::parse);
+            let url = raw_url.and_then(|v| self.parsed(v, &key("url"), UpstreamUrl::parse));
             let connect_timeout = self.duration(
                 &u.connect_timeout,
                 &key("connect_timeout"),
@@ -809,6 +889,8 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
             );
             let idle_timeout =
                 self.duration(&u.idle_timeout, &key("idle_timeout"), DEFAULT_IDLE_TIMEOUT);
+            let dns_refresh =
+                self.duration(&u.dns_refresh, &key("dns_refresh"), DEFAULT_DNS_REFRESH);
             let auth = match &u.auth {
                 None => UpstreamAuth::OAuth,
                 Some(a) => match self.text(a, &key("auth")).as_deref() {
@@ -835,7 +917,7 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
                     .map(|h| format!(" on host `{h}`"))
                     .unwrap_or_default();
                 self.src.push(
-                    u.path.span(),
+                    raw_path.map_or(at.clone(), |p| p.span()),
                     key("path"),
                     format!(
                         "`{}`{place} is already served by upstream[{first}]",
@@ -851,6 +933,8 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
                 connect_timeout,
                 idle_timeout,
                 preserve_host: u.preserve_host,
+                dns_refresh,
+                strip_common_identity_headers: u.strip_common_identity_headers.unwrap_or(true),
                 auth,
                 scopes: upstream_scopes,
                 identity_headers,

@@ -47,23 +47,68 @@ pub fn is_ambiguous_path(path: &str) -> bool {
     path.split('/').any(|seg| seg == "." || seg == "..")
 }
 
-/// Removes identity headers a client sent (ours for this upstream and any `X-Authgate-*`),
-/// then, for an authenticated request, sets them from the token's grant. Also drops the
-/// client's credentials: the upstream never sees the gateway's token or cookies.
+/// Identity header names other gateways and auth proxies set (oauth2-proxy, Authelia,
+/// Authentik, Pomerium, Apache's `REMOTE_USER`): an upstream written for one of them may
+/// trust these, so a client must never be able to send them through authgate.
+const COMMON_IDENTITY: &[&str] = &[
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-forwarded-access-token",
+    "remote-user",
+    "remote-email",
+    "remote-groups",
+    "remote-name",
+    "x-remote-user",
+];
+const COMMON_IDENTITY_PREFIXES: &[&str] = &["x-auth-request-", "x-pomerium-"];
+
+/// `name` (lowercase, as `http` keeps it) equals `canonical` with `_` and `-` taken alike:
+/// CGI/WSGI-style servers map both to the same variable (`HTTP_X_AUTHGATE_USER`).
+fn same_name(name: &str, canonical: &str) -> bool {
+    name.len() == canonical.len() && same_prefix(name, canonical)
+}
+
+fn same_prefix(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len()
+        && name
+            .bytes()
+            .zip(prefix.bytes())
+            .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+}
+
+/// Whether a client-sent header could pass for identity at `upstream`.
+pub fn is_spoofable(name: &str, upstream: &Upstream) -> bool {
+    same_prefix(name, "x-authgate-")
+        || upstream
+            .identity_headers
+            .all()
+            .iter()
+            .any(|h| same_name(name, h.as_str()))
+        || (upstream.strip_common_identity_headers
+            && (COMMON_IDENTITY.iter().any(|c| same_name(name, c))
+                || COMMON_IDENTITY_PREFIXES
+                    .iter()
+                    .any(|p| same_prefix(name, p))))
+}
+
+/// Removes identity headers a client sent (ours for this upstream, any `X-Authgate-*`, and
+/// other gateways' names, with `_` and `-` taken alike), then, for an authenticated request,
+/// sets them from the token's grant. Also drops the client's credentials: the upstream never
+/// sees the gateway's token or cookies.
 pub fn identity_for_upstream(
     req: &mut RequestHeader,
     upstream: &Upstream,
     record: Option<&crate::store::AccessRecord>,
 ) -> pingora::Result<()> {
-    let spoofable: Vec<HeaderName> = req
-        .headers
-        .keys()
-        .filter(|k| {
-            k.as_str().starts_with("x-authgate-") || upstream.identity_headers.all().contains(k)
-        })
-        .cloned()
-        .collect();
-    for name in spoofable {
+    let mut spoofed: Vec<HeaderName> = Vec::new();
+    for name in req.headers.keys() {
+        if is_spoofable(name.as_str(), upstream) {
+            spoofed.push(name.clone());
+        }
+    }
+    for name in spoofed {
         req.remove_header(&name);
     }
     let Some(rec) = record else {
@@ -73,27 +118,41 @@ pub fn identity_for_upstream(
     req.remove_header(&http::header::COOKIE);
     let h = &upstream.identity_headers;
     let id = &rec.identity;
-    req.insert_header(h.user.clone(), header_safe(&id.user_id()))?;
+    req.insert_header(h.user.clone(), header_safe(&id.user_id(), b""))?;
     if let Some(email) = &id.email {
-        req.insert_header(h.email.clone(), header_safe(email))?;
+        req.insert_header(h.email.clone(), header_safe(email, b""))?;
     }
     if let Some(name) = &id.name {
-        req.insert_header(h.name.clone(), header_safe(name))?;
+        req.insert_header(h.name.clone(), header_safe(name, b""))?;
     }
     if !id.groups.is_empty() {
-        req.insert_header(h.groups.clone(), header_safe(&id.groups.join(",")))?;
+        req.insert_header(h.groups.clone(), group_list(&id.groups))?;
     }
-    req.insert_header(h.client_id.clone(), header_safe(&rec.client_id))?;
-    req.insert_header(h.scopes.clone(), header_safe(&rec.scopes.join(" ")))?;
+    req.insert_header(h.client_id.clone(), header_safe(&rec.client_id, b""))?;
+    req.insert_header(h.scopes.clone(), header_safe(&rec.scopes.join(" "), b""))?;
     Ok(())
 }
 
+/// Groups joined by `,`, each percent-encoded with `,` included, so a group such as
+/// `cn=x,ou=y` reaches the upstream as one item (`cn=x%2Cou=y`) and decodes back.
+fn group_list(groups: &[String]) -> String {
+    let mut out = String::new();
+    for (i, g) in groups.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&header_safe(g, b","));
+    }
+    out
+}
+
 /// Header values must be visible ASCII; anything else (names with accents, control
-/// characters) is percent-encoded as UTF-8 so nothing can split or smuggle a header.
-fn header_safe(value: &str) -> String {
+/// characters), `%` itself and the bytes in `also` are percent-encoded as UTF-8, so nothing
+/// can split or smuggle a header.
+fn header_safe(value: &str, also: &[u8]) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
-        if (0x20..0x7f).contains(&b) && b != b'%' {
+        if (0x20..0x7f).contains(&b) && b != b'%' && !also.contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -234,7 +293,7 @@ mod tests {
                 subject: "bob".into(),
                 email: Some("bob@example.test".into()),
                 name: Some("Bób\r\nX-Evil: 1".into()),
-                groups: vec!["a".into(), "b".into()],
+                groups: vec!["a".into(), "cn=x,ou=y".into()],
             },
             scopes: vec!["mcp:tools".into()],
             upstream: "u".into(),
@@ -245,11 +304,46 @@ mod tests {
         assert_eq!(req.headers["x-authgate-user"], "corp:bob");
         assert_eq!(req.headers["x-authgate-email"], "bob@example.test");
         assert_eq!(req.headers["x-authgate-name"], "B%C3%B3b%0D%0AX-Evil: 1");
-        assert_eq!(req.headers["x-authgate-groups"], "a,b");
+        assert_eq!(req.headers["x-authgate-groups"], "a,cn=x%2Cou=y");
         assert_eq!(req.headers["x-authgate-client-id"], "c1");
         assert_eq!(req.headers["x-authgate-scopes"], "mcp:tools");
         assert!(req.headers.get("authorization").is_none());
         assert!(req.headers.get("cookie").is_none());
+    }
+
+    #[test]
+    fn underscore_and_foreign_identity_names_are_stripped() {
+        let mut up = upstream("");
+        up.identity_headers.user = HeaderName::from_static("x-user");
+        let mut req = RequestHeader::build("POST", b"/gw", None).unwrap();
+        for name in [
+            "x_authgate_user",
+            "X_Authgate_Email",
+            "x_user",
+            "x-forwarded-user",
+            "X_Forwarded_Email",
+            "remote-user",
+            "x-auth-request-email",
+            "x_auth_request_groups",
+            "x-pomerium-claim-email",
+            "x-forwarded-for",
+            "x-useragent",
+            "accept",
+        ] {
+            req.append_header(name.to_string(), "spoof").unwrap();
+        }
+        identity_for_upstream(&mut req, &up, None).unwrap();
+        let mut left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, ["accept", "x-forwarded-for", "x-useragent"]);
+
+        up.strip_common_identity_headers = false;
+        let mut req = RequestHeader::build("POST", b"/gw", None).unwrap();
+        req.append_header("remote-user", "kept").unwrap();
+        req.append_header("x_authgate_user", "gone").unwrap();
+        identity_for_upstream(&mut req, &up, None).unwrap();
+        assert_eq!(req.headers["remote-user"], "kept");
+        assert!(req.headers.get("x_authgate_user").is_none());
     }
 
     #[test]

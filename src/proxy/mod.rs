@@ -1,15 +1,18 @@
 //! The gateway as a Pingora `ProxyHttp`. A request's path through the phases:
 //!
-//! 1. `request_filter`: take this request's config version and classify the path. The
-//!    authorization server's endpoints, `/healthz` and `/readyz` are answered here
-//!    (`Ok(true)`); unknown paths get a JSON 404. On an upstream route: the browser Origin
-//!    is checked, CORS preflights answered, the bearer token checked (`bearer`), and
-//!    2026-07-28 `Mcp-Method`/`Mcp-Name` headers checked against the body (`mcp`).
-//! 2. `upstream_peer`: clone the route's prebuilt peer.
+//! 1. `request_filter`: take this request's config version; refuse oversized headers (431)
+//!    and ambiguous framing (400, connection closed) before anything else (`limits`); then
+//!    classify the path. The authorization server's endpoints, `/healthz` and `/readyz` are
+//!    answered here (`Ok(true)`); unknown paths get a JSON 404. On an upstream route: the
+//!    browser Origin is checked, CORS preflights answered, the bearer token checked
+//!    (`bearer`), and a body of up to 64 KiB read, so a malformed one or 2026-07-28
+//!    `Mcp-Method`/`Mcp-Name` headers that do not match it (`mcp`) never reach the upstream.
+//! 2. `upstream_peer`: the route's peer; its host name is resolved on first use and again
+//!    every `dns_refresh` (`router`).
 //! 3. `upstream_request_filter`: rewrite path and `Host`, set forwarding headers, replace
 //!    identity headers (`headers`).
-//! 4. Bodies stream both ways untouched, so SSE is never buffered; only a large request
-//!    body with mirrored MCP headers is held in `request_body_filter` until it is checked.
+//! 4. Bodies stream both ways, so SSE is never buffered; only a large request body with
+//!    mirrored MCP headers is held in `request_body_filter` until it is checked.
 //! 5. `response_filter`: CORS headers for an allowed browser origin.
 //! 6. `fail_to_proxy`: 502/504 (or the -32020 mismatch) with a JSON body.
 //! 7. `logging`: one access-log line, for local answers and proxied ones alike.
@@ -17,6 +20,7 @@
 pub mod bearer;
 pub mod cors;
 pub mod headers;
+pub mod limits;
 pub mod mcp;
 pub mod router;
 
@@ -44,9 +48,9 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn new(config: Config) -> Result<Self, String> {
-        let router = Router::new(&config)?;
-        Ok(Self { config, router })
+    pub fn new(config: Config) -> Self {
+        let router = Router::new(&config);
+        Self { config, router }
     }
 }
 
@@ -118,35 +122,74 @@ pub struct RequestCtx {
     mcp: Option<mcp::McpCall>,
     /// A body too large to pre-read, held back until it is complete and checked.
     hold: Option<bytes::BytesMut>,
+    /// The start of a long body read before the upstream was contacted, sent ahead of the rest.
+    prefix: Option<bytes::Bytes>,
     /// Set when a held body did not match its mirrored headers.
     mismatch: Option<mcp::Mismatch>,
+    /// Why authgate refused the request itself, for the access log.
+    refused: Option<&'static str>,
 }
 
-/// Bodies up to this size are read before the upstream is contacted (Pingora's retry buffer),
-/// so a mismatched request never reaches it; larger ones are held and checked at their end.
+/// Bodies up to this size are read before the upstream is contacted (Pingora's retry buffer
+/// replays them), so a malformed or mismatched request never reaches it.
 const PREREAD_LIMIT: usize = 64 * 1024;
 /// The largest MCP request body authgate will hold for header validation.
 const MAX_HELD_BODY: usize = 16 * 1024 * 1024;
 
 impl Gateway {
-    /// Validates 2026-07-28 mirrored headers against the body before anything is proxied.
-    async fn check_mcp_headers(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    /// Reads a request body of up to [`PREREAD_LIMIT`] before the upstream is contacted, so a
+    /// malformed body (a bad chunk) or 2026-07-28 `Mcp-Method`/`Mcp-Name` headers that do
+    /// not match it are refused before the upstream sees anything. Larger bodies stream; with
+    /// mirrored headers they are held until complete and checked at their end.
+    async fn preread_body(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let req = session.req_header();
-        if req.method != http::Method::POST || !mcp::has_mirrored_headers(&req.headers) {
-            return Ok(false);
-        }
+        let mirrored = req.method == http::Method::POST && mcp::has_mirrored_headers(&req.headers);
+        let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
         let length = req
             .headers
             .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        if length.is_none_or(|l| l > PREREAD_LIMIT) {
-            ctx.hold = Some(bytes::BytesMut::new());
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .unwrap_or(0);
+        if length > PREREAD_LIMIT {
+            if mirrored {
+                ctx.hold = Some(bytes::BytesMut::new());
+            }
             return Ok(false);
         }
-        session.enable_retry_buffering();
         let mut body = bytes::BytesMut::new();
-        while let Some(chunk) = session.read_request_body().await? {
-            body.extend_from_slice(&chunk);
+        if chunked || length > 0 {
+            session.enable_retry_buffering();
+            loop {
+                match session.read_request_body().await {
+                    Ok(Some(chunk)) => {
+                        body.extend_from_slice(&chunk);
+                        if body.len() > PREREAD_LIMIT {
+                            // A long chunked body: what was read goes on ahead of the rest
+                            // (Pingora's retry buffer only replays 64 KiB).
+                            if mirrored {
+                                ctx.hold = Some(body);
+                            } else {
+                                ctx.prefix = Some(body.freeze());
+                            }
+                            return Ok(false);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "malformed request body");
+                        ctx.refused = Some("malformed_body");
+                        session.set_keepalive(None);
+                        let reply =
+                            Reply::error(400, "invalid_request", "the request body is malformed")
+                                .with_origin(ctx.origin.as_deref());
+                        reply.write(session).await?;
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        if !mirrored {
+            return Ok(false);
         }
         match mcp::check(&session.req_header().headers, &body) {
             Ok(call) => {
@@ -154,6 +197,7 @@ impl Gateway {
                 Ok(false)
             }
             Err(m) => {
+                ctx.refused = Some("mcp_header_mismatch");
                 let reply = m.reply().with_origin(ctx.origin.as_deref());
                 self.answer(session, reply).await
             }
@@ -198,13 +242,27 @@ impl ProxyHttp for Gateway {
             origin: None,
             mcp: None,
             hold: None,
+            prefix: None,
             mismatch: None,
+            refused: None,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.snapshot.load_full();
         ctx.snapshot = Some(snapshot.clone());
+        if let Err(refusal) =
+            limits::check(session.req_header(), &snapshot.config.server.header_limits)
+        {
+            ctx.handler = "gateway";
+            ctx.refused = Some(refusal.reason());
+            if refusal.closes() {
+                session.set_keepalive(None);
+                refusal.reply().write(session).await?;
+                return Ok(true);
+            }
+            return self.answer(session, refusal.reply()).await;
+        }
         let req = session.req_header();
         let path = req.uri.path().to_string();
         if headers::is_ambiguous_path(&path) {
@@ -300,7 +358,7 @@ impl ProxyHttp for Gateway {
                         }
                     }
                 }
-                self.check_mcp_headers(session, ctx).await
+                self.preread_body(session, ctx).await
             }
             Target::NotFound => {
                 ctx.handler = "gateway";
@@ -322,7 +380,14 @@ impl ProxyHttp for Gateway {
             .route
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
-        Ok(Box::new(route.peer.clone()))
+        match route.peer().await {
+            Some(peer) => Ok(Box::new(peer)),
+            None => Err(Error::explain(
+                ErrorType::ConnectNoRoute,
+                "the upstream host name does not resolve",
+            )
+            .into_up()),
+        }
     }
 
     async fn upstream_request_filter(
@@ -355,6 +420,13 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(prefix) = ctx.prefix.take() {
+            let mut joined = bytes::BytesMut::from(&prefix[..]);
+            if let Some(chunk) = body.take() {
+                joined.extend_from_slice(&chunk);
+            }
+            *body = Some(joined.freeze());
+        }
         let Some(held) = ctx.hold.as_mut() else {
             return Ok(());
         };
@@ -463,10 +535,26 @@ impl ProxyHttp for Gateway {
             mcp_name = ctx.mcp.as_ref().and_then(|m| m.name.as_deref()),
             user = ctx.access.as_ref().map(|a| a.identity.user_id()),
             status,
-            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            // Microsecond precision, printed short (3.856, not 3.8556939999999997).
+            duration_ms = ctx.started.elapsed().as_micros() as f64 / 1000.0,
+            reason = ctx.refused,
             error = e.map(|e| e.etype().as_str()),
             "request"
         );
+    }
+
+    /// A client that goes away mid-response (a closed tab, an MCP client cancelling a stream)
+    /// is normal: debug, not Pingora's ERROR line.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        let client_left = e.esource() == &ErrorSource::Downstream
+            && matches!(
+                e.etype(),
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+            );
+        if client_left {
+            tracing::debug!(error = %e, "the client closed its connection");
+        }
+        client_left
     }
 
     /// Pingora logs this on errors; the default includes the query string, which may hold

@@ -1,19 +1,49 @@
 //! Which part of the gateway answers a request: one of its own endpoints, an upstream route
 //! (longest path prefix, host-specific routes before any-host ones), or nobody (404).
 //! Built once per config version; lookups are a short scan over a prefix-sorted table.
+//! Upstream host names are resolved on use and re-resolved every `dns_refresh`.
 
-use std::net::ToSocketAddrs;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
+use arc_swap::ArcSwapOption;
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::{Config, Upstream};
 
-/// An upstream route with its connector settings resolved.
+/// An upstream route with its connector settings. The upstream's host name is resolved when
+/// requests need it, not when the config loads: a container that starts after the gateway, or
+/// a DNS change, never needs a restart.
 pub struct Route {
     pub upstream: Upstream,
-    /// Cloned per request; carries address, TLS, SNI and timeouts.
-    pub peer: HttpPeer,
+    /// The last resolution: a peer (address, TLS, SNI, timeouts) cloned per request.
+    resolved: ArcSwapOption<Resolved>,
+    /// One re-resolution at a time per route.
+    refreshing: AtomicBool,
+    lookup: Lookup,
+}
+
+/// Resolves `host:port` to addresses: the system resolver, or a stand-in in tests.
+pub type Lookup = Arc<
+    dyn Fn(String) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The system resolver (getaddrinfo on a blocking thread, through tokio).
+pub fn system_lookup() -> Lookup {
+    Arc::new(|address: String| {
+        Box::pin(async move { Ok(tokio::net::lookup_host(address).await?.collect()) })
+    })
+}
+
+struct Resolved {
+    peer: HttpPeer,
+    at: Instant,
 }
 
 /// Where a request goes.
@@ -31,26 +61,24 @@ pub struct Router {
 }
 
 impl Router {
-    /// Resolves every upstream address (DNS happens here, once per config version).
-    pub fn new(config: &Config) -> Result<Self, String> {
+    /// Builds the table; IP-literal upstreams get their peer at once, named ones on first use.
+    pub fn new(config: &Config) -> Self {
+        Self::with_lookup(config, system_lookup())
+    }
+
+    pub fn with_lookup(config: &Config, lookup: Lookup) -> Self {
         let mut routes = Vec::with_capacity(config.upstreams.len());
         for u in &config.upstreams {
-            let addr =
-                resolve(&u.url.address()).map_err(|e| format!("upstream `{}`: {e}", u.name))?;
-            let mut peer = HttpPeer::new(
-                addr,
-                u.url.tls,
-                u.url.host.trim_matches(['[', ']']).to_string(),
-            );
-            peer.options.connection_timeout = Some(u.connect_timeout);
-            peer.options.total_connection_timeout = Some(u.connect_timeout);
-            peer.options.read_timeout = Some(u.idle_timeout);
-            peer.options.write_timeout = Some(u.idle_timeout);
-            peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
-            routes.push(Arc::new(Route {
+            let route = Route {
                 upstream: u.clone(),
-                peer,
-            }));
+                resolved: ArcSwapOption::empty(),
+                refreshing: AtomicBool::new(false),
+                lookup: lookup.clone(),
+            };
+            if let Some(ip) = route.ip_literal() {
+                route.store(SocketAddr::new(ip, u.url.port));
+            }
+            routes.push(Arc::new(route));
         }
         routes.sort_by(|a, b| {
             let (a, b) = (&a.upstream, &b.upstream);
@@ -60,7 +88,7 @@ impl Router {
                 .cmp(&a.path.as_str().len())
                 .then(b.host.is_some().cmp(&a.host.is_some()))
         });
-        Ok(Self { routes })
+        Self { routes }
     }
 
     /// `host` is the request's host without port, any case; `path` has no query.
@@ -88,30 +116,107 @@ impl Router {
     }
 }
 
-/// First address for `host:port`, IPv4 preferred (`localhost` dev servers often bind 127.0.0.1
-/// only, while the resolver lists `::1` first).
-fn resolve(address: &str) -> Result<std::net::SocketAddr, String> {
-    let addrs: Vec<_> = address
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve `{address}`: {e}"))?
-        .collect();
-    addrs
+impl Route {
+    fn ip_literal(&self) -> Option<IpAddr> {
+        self.upstream.url.host.trim_matches(['[', ']']).parse().ok()
+    }
+
+    fn store(&self, addr: SocketAddr) {
+        let u = &self.upstream;
+        let mut peer = HttpPeer::new(
+            addr,
+            u.url.tls,
+            u.url.host.trim_matches(['[', ']']).to_string(),
+        );
+        peer.options.connection_timeout = Some(u.connect_timeout);
+        peer.options.total_connection_timeout = Some(u.connect_timeout);
+        peer.options.read_timeout = Some(u.idle_timeout);
+        peer.options.write_timeout = Some(u.idle_timeout);
+        peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
+        self.resolved.store(Some(Arc::new(Resolved {
+            peer,
+            at: Instant::now(),
+        })));
+    }
+
+    /// The peer to connect to. A stale resolution is used while a fresh one is looked up in
+    /// the background; only a route that never resolved waits for DNS (and fails with
+    /// `None` while the name does not resolve).
+    pub async fn peer(self: &Arc<Self>) -> Option<HttpPeer> {
+        let current = self.resolved.load_full();
+        if let Some(r) = &current {
+            let stale = self.ip_literal().is_none() && r.at.elapsed() >= self.upstream.dns_refresh;
+            if stale && !self.refreshing.swap(true, Ordering::AcqRel) {
+                let route = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = route.resolve().await {
+                        // Keep serving the last good address; say why it could not be renewed.
+                        tracing::warn!(upstream = %route.upstream.name, error = %e, "upstream DNS refresh failed; keeping the last address");
+                    }
+                    route.refreshing.store(false, Ordering::Release);
+                });
+            }
+            return Some(r.peer.clone());
+        }
+        match self.resolve().await {
+            Ok(()) => self.resolved.load().as_ref().map(|r| r.peer.clone()),
+            Err(e) => {
+                tracing::warn!(upstream = %self.upstream.name, error = %e, "upstream host does not resolve");
+                None
+            }
+        }
+    }
+
+    /// Looks the host up now and keeps the first address (IPv4 preferred: `localhost` dev
+    /// servers often bind 127.0.0.1 only, while the resolver lists `::1` first).
+    async fn resolve(&self) -> Result<(), String> {
+        let address = self.upstream.url.address();
+        let addrs = (self.lookup)(address.clone())
+            .await
+            .map_err(|e| format!("cannot resolve `{address}`: {e}"))?;
+        let addr = addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(addrs.first())
+            .copied()
+            .ok_or_else(|| format!("`{address}` resolves to no address"))?;
+        self.store(addr);
+        Ok(())
+    }
+}
+
+/// For `check`: the upstreams whose host does not resolve right now (the gateway still
+/// starts; their requests get 502 until the name resolves).
+pub fn unresolvable(config: &Config) -> Vec<(String, String)> {
+    use std::net::ToSocketAddrs;
+    config
+        .upstreams
         .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| format!("`{address}` resolves to no address"))
+        .filter(|u| {
+            u.url
+                .host
+                .trim_matches(['[', ']'])
+                .parse::<IpAddr>()
+                .is_err()
+        })
+        .filter_map(|u| match u.url.address().to_socket_addrs() {
+            Ok(it) if it.len() > 0 => None,
+            Ok(_) => Some((u.name.to_string(), "resolves to no address".to_string())),
+            Err(e) => Some((u.name.to_string(), e.to_string())),
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pingora::upstreams::peer::Peer;
     use std::path::Path;
 
     fn router(upstreams: &str) -> Router {
         let text = format!("[server]\npublic_url = \"http://127.0.0.1:8080\"\n{upstreams}");
         let config = crate::config::parse(Path::new("t.toml"), &text, |_| None).unwrap();
-        Router::new(&config).unwrap()
+        Router::new(&config)
     }
 
     fn target_name(r: &Router, host: Option<&str>, path: &str) -> String {
@@ -139,6 +244,106 @@ mod tests {
         assert_eq!(target_name(&r, Some("other"), "/a"), "a:");
         assert_eq!(target_name(&r, None, "/healthz"), "health");
         assert_eq!(target_name(&r, None, "/readyz"), "ready");
+    }
+
+    /// A resolver whose answer the test changes, counting lookups.
+    fn fake_dns() -> (
+        Lookup,
+        Arc<std::sync::Mutex<Vec<SocketAddr>>>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        let answer = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (a, c) = (answer.clone(), count.clone());
+        let lookup: Lookup = Arc::new(move |_| {
+            c.fetch_add(1, Ordering::SeqCst);
+            let found = a.lock().unwrap().clone();
+            Box::pin(async move {
+                if found.is_empty() {
+                    Err(std::io::Error::other("no such host"))
+                } else {
+                    Ok(found)
+                }
+            })
+        });
+        (lookup, answer, count)
+    }
+
+    #[tokio::test]
+    async fn names_resolve_on_use_and_follow_dns_changes() {
+        let text = "[server]\npublic_url = \"http://127.0.0.1:8080\"\n[[upstream]]\nname = \"svc\"\npath = \"/\"\nurl = \"http://svc.internal:9000\"\nauth = \"none\"\ndns_refresh = \"50ms\"\n";
+        let config = crate::config::parse(Path::new("t.toml"), text, |_| None).unwrap();
+        let (lookup, answer, count) = fake_dns();
+        let r = Router::with_lookup(&config, lookup);
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            0,
+            "nothing is resolved at load"
+        );
+        let route = r.routes()[0].clone();
+        assert!(
+            route.peer().await.is_none(),
+            "not resolvable yet: no peer (502)"
+        );
+        let first: SocketAddr = "10.0.0.1:9000".parse().unwrap();
+        *answer.lock().unwrap() = vec!["[fd00::1]:9000".parse().unwrap(), first];
+        let peer = route.peer().await.unwrap();
+        assert_eq!(
+            peer.address().to_string(),
+            first.to_string(),
+            "IPv4 preferred"
+        );
+        assert_eq!(Peer::sni(&peer), "svc.internal");
+        let second: SocketAddr = "10.0.0.2:9000".parse().unwrap();
+        *answer.lock().unwrap() = vec![second];
+        let before = count.load(Ordering::SeqCst);
+        let peer = route.peer().await.unwrap();
+        assert_eq!(
+            peer.address().to_string(),
+            first.to_string(),
+            "fresh: no lookup"
+        );
+        assert_eq!(count.load(Ordering::SeqCst), before);
+        tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+        let peer = route.peer().await.unwrap();
+        assert_eq!(
+            peer.address().to_string(),
+            first.to_string(),
+            "stale is served while refreshing"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let peer = route.peer().await.unwrap();
+            if peer.address().to_string() == second.to_string() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the new address was never used"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // The name stops resolving: the last good address is kept.
+        answer.lock().unwrap().clear();
+        tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+        for _ in 0..5 {
+            assert_eq!(
+                route.peer().await.unwrap().address().to_string(),
+                second.to_string()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn address_literals_never_touch_dns() {
+        let text = "[server]\npublic_url = \"http://127.0.0.1:8080\"\n[[upstream]]\nname = \"v6\"\npath = \"/\"\nurl = \"http://[::1]:9000\"\nauth = \"none\"\n";
+        let config = crate::config::parse(Path::new("t.toml"), text, |_| None).unwrap();
+        let (lookup, _answer, count) = fake_dns();
+        let r = Router::with_lookup(&config, lookup);
+        let peer = r.routes()[0].peer().await.unwrap();
+        assert_eq!(peer.address().to_string(), "[::1]:9000");
+        assert_eq!(count.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -1,0 +1,402 @@
+//! What authgate refuses or tolerates before anything else reads a request, and how the
+//! process behaves around it, against the real binary: header limits (431), ambiguous
+//! framing (400, connection closed), upstreams whose name does not resolve yet, signals an
+//! nginx operator sends, and logs of clients that leave.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::any;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use common::{free_port, Gateway};
+
+/// Counts the requests that reached it; echoes what it got.
+async fn counting_upstream() -> (u16, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = axum::Router::new().fallback(any(move |req: axum::extract::Request| {
+        let h = h.clone();
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            common::echo(req).await
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (port, hits)
+}
+
+fn config(up: u16, server_extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:{{port}}"]
+public_url = "http://127.0.0.1:{{port}}"
+data_dir = "{{data}}"
+{server_extra}
+
+[[scope]]
+name = "mcp:tools"
+
+[[upstream]]
+name = "open"
+path = "/open"
+url = "http://127.0.0.1:{up}/mcp"
+auth = "none"
+
+[[upstream]]
+name = "guarded"
+path = "/mcp"
+url = "http://127.0.0.1:{up}/mcp"
+scopes = ["mcp:tools"]
+
+[[provider]]
+id = "local"
+kind = "local"
+
+[[provider.users]]
+username = "alice"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$GZ5bcwe5pUpGzcs1vS7Ltw$lPZ6MxMfx6x/k9pOXl9gvMd1kUzYdZHgd4r+9c9mLII"
+"#
+    )
+}
+
+/// Writes `request` raw; returns what came back and whether the server closed the
+/// connection afterwards (EOF within a second of the answer).
+async fn raw(port: u16, request: &[u8]) -> (String, bool) {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    let mut closed = false;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let wait = if out.is_empty() {
+            deadline.saturating_duration_since(Instant::now())
+        } else {
+            Duration::from_secs(1)
+        };
+        match tokio::time::timeout(wait, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    (String::from_utf8_lossy(&out).into_owned(), closed)
+}
+
+fn status_of(response: &str) -> u16 {
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431_before_any_auth_work() {
+    let (up, hits) = counting_upstream().await;
+    let gw = Gateway::start(&config(up, "max_headers = 20")).await;
+    let client = reqwest::Client::new();
+    // On the protected route without a token: 431, not the 401 challenge.
+    let r = client
+        .post(gw.url("/mcp"))
+        .header("x-big", "a".repeat(9 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 431);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "invalid_request");
+    assert!(
+        v["error_description"].as_str().unwrap().contains("`x-big`"),
+        "{v}"
+    );
+    // Many headers, each small, over the configured count.
+    let mut req = client.get(gw.url("/open/x"));
+    for i in 0..25 {
+        req = req.header(format!("x-h{i}"), "v");
+    }
+    assert_eq!(req.send().await.unwrap().status(), 431);
+    // Many lines under the count but over 32 KiB in all.
+    let mut req = client.get(gw.url("/open/x"));
+    for i in 0..5 {
+        req = req.header(format!("x-part{i}"), "b".repeat(7 * 1024));
+    }
+    assert_eq!(req.send().await.unwrap().status(), 431);
+    // A request line longer than a header line may be: 414.
+    let long = gw.url(&format!("/open/{}", "p".repeat(9 * 1024)));
+    assert_eq!(client.get(long).send().await.unwrap().status(), 414);
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "nothing reached the upstream"
+    );
+    // Within the limits, the same route works.
+    assert_eq!(
+        client.get(gw.url("/open/x")).send().await.unwrap().status(),
+        200
+    );
+    let refused: Vec<_> = gw
+        .access_log()
+        .into_iter()
+        .filter(|l| l["status"] == 431)
+        .collect();
+    assert_eq!(refused.len(), 3);
+    assert!(refused.iter().all(|l| l["reason"] == "headers_too_large"));
+}
+
+#[tokio::test]
+async fn ambiguous_framing_is_refused_and_the_connection_closed() {
+    let (up, hits) = counting_upstream().await;
+    let gw = Gateway::start(&config(up, "")).await;
+    let head = |te_or_cl: &str| format!("POST /open/x HTTP/1.1\r\nHost: gw\r\n{te_or_cl}\r\n\r\n");
+    for (framing, body) in [
+        ("Content-Length: 5, 5", "hello"),
+        ("Content-Length: 5\r\nContent-Length: 5", "hello"),
+        ("Content-Length: +5", "hello"),
+        (
+            "Transfer-Encoding: chunked, chunked",
+            "5\r\nhello\r\n0\r\n\r\n",
+        ),
+        (
+            "Transfer-Encoding: identity, chunked",
+            "5\r\nhello\r\n0\r\n\r\n",
+        ),
+        (
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+            "5\r\nhello\r\n0\r\n\r\n",
+        ),
+        // A bare CR inside a chunk extension.
+        (
+            "Transfer-Encoding: chunked",
+            "5;a=b\rc\r\nhello\r\n0\r\n\r\n",
+        ),
+    ] {
+        let mut request = head(framing).into_bytes();
+        request.extend_from_slice(body.as_bytes());
+        // A second request pipelined behind: it must never be answered.
+        request.extend_from_slice(b"GET /open/smuggled HTTP/1.1\r\nHost: gw\r\n\r\n");
+        let (response, closed) = raw(gw.port, &request).await;
+        assert_eq!(status_of(&response), 400, "{framing:?}: {response}");
+        assert!(closed, "{framing:?}: the connection must close");
+        assert_eq!(
+            response.matches("HTTP/1.1").count(),
+            1,
+            "{framing:?}: {response}"
+        );
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "no refused request reached the upstream"
+    );
+    // Plain framing still works, on a kept-alive connection.
+    let (response, closed) = raw(
+        gw.port,
+        b"POST /open/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    .await;
+    assert_eq!(status_of(&response), 200, "{response}");
+    assert!(!closed);
+}
+
+#[tokio::test]
+async fn a_bare_lf_in_a_chunk_extension_is_reframed_not_passed_through() {
+    // Pingora's chunked parser (httparse) reads a bare LF inside an extension as part of it;
+    // authgate re-frames the body, so the upstream sees one clean chunked body and no second
+    // request can hide in the extension.
+    let (up, hits) = counting_upstream().await;
+    let gw = Gateway::start(&config(up, "")).await;
+    let (response, _) = raw(
+        gw.port,
+        b"POST /open/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n5;a\nGET /x HTTP/1.1\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&response), 200, "{response}");
+    assert!(response.contains(r#""body":"hello""#), "{response}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_upstream_name_that_does_not_resolve_yet_gets_502_and_the_gateway_runs() {
+    let port = free_port();
+    let gw = Gateway::start(&format!(
+        r#"
+[server]
+listen = ["127.0.0.1:{{port}}"]
+public_url = "http://127.0.0.1:{{port}}"
+data_dir = "{{data}}"
+
+[[upstream]]
+name = "later"
+path = "/later"
+url = "http://upstream-not-yet.invalid:{port}/mcp"
+auth = "none"
+
+[[upstream]]
+name = "local"
+path = "/local"
+url = "http://localhost:{port}/mcp"
+auth = "none"
+"#
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let r = client.post(gw.url("/later")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "upstream_unavailable");
+    // The other route's upstream starts after the gateway: it is reached without a restart.
+    assert_eq!(
+        client.post(gw.url("/local")).send().await.unwrap().status(),
+        502
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let app = axum::Router::new().fallback(any(common::echo));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let r = client.post(gw.url("/local")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(gw.logs().contains("upstream host does not resolve"));
+}
+
+fn signal(gw: &Gateway, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &gw.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+/// Polls the log until `needle` shows up.
+async fn wait_for_log(gw: &Gateway, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw.logs().contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} never logged:\n{}",
+            gw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn sighup_and_sigquit_are_ignored_with_a_warning_and_sigterm_stops() {
+    let (up, _) = counting_upstream().await;
+    let mut gw = Gateway::start(&config(up, "")).await;
+    signal(&gw, "-HUP");
+    wait_for_log(&gw, "SIGHUP received").await;
+    signal(&gw, "-QUIT");
+    wait_for_log(&gw, "SIGQUIT received").await;
+    let r = reqwest::get(gw.url("/healthz")).await.unwrap();
+    assert_eq!(r.status(), 200, "still serving");
+    assert!(gw.child.try_wait().unwrap().is_none());
+    signal(&gw, "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = gw.child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM did not stop authgate");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_leaving_mid_stream_is_not_an_error_and_durations_are_short() {
+    // An upstream that streams forever.
+    let app = axum::Router::new().fallback(any(|| async {
+        let stream = futures_util::stream::unfold(0u64, |n| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Some((
+                Ok::<_, std::convert::Infallible>(format!("data: {n}\n\n")),
+                n + 1,
+            ))
+        });
+        axum::response::Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(axum::body::Body::from_stream(stream))
+            .unwrap()
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let gw = Gateway::start(&config(up, "")).await;
+    for _ in 0..3 {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", gw.port))
+            .await
+            .unwrap();
+        s.write_all(b"GET /open/events HTTP/1.1\r\nHost: gw\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        drop(s);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw.access_log().len() < 3 {
+        assert!(Instant::now() < deadline, "no access lines:\n{}", gw.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logs = gw.logs();
+    assert!(
+        !logs.lines().any(|l| l.contains("\"level\":\"ERROR\"")),
+        "a client leaving was logged as an error:\n{logs}"
+    );
+    for line in gw.access_log() {
+        let d = line["duration_ms"].as_f64().unwrap();
+        let printed = line["duration_ms"].to_string();
+        let decimals = printed.split('.').nth(1).map_or(0, str::len);
+        assert!(decimals <= 3 && d >= 0.0, "duration_ms {printed}");
+    }
+}
+
+/// Local addresses listening on `port`, from /proc/net/tcp and tcp6 (hex, as the kernel
+/// prints them).
+fn listening_addresses(port: u16) -> Vec<String> {
+    let mut out = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+                continue;
+            };
+            let (addr, p) = local.split_once(':').unwrap();
+            if *state == "0A" && u16::from_str_radix(p, 16).unwrap() == port {
+                out.push(addr.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_demo_upstream_listens_on_loopback_only() {
+    // The demo and the tests start server-everything the same way: behind
+    // examples/loopback-only.mjs, so nothing on the network reaches it around the gateway.
+    let (_child, port) = common::start_everything().await;
+    let addrs = listening_addresses(port);
+    assert_eq!(
+        addrs,
+        ["0100007F"],
+        "server-everything listens on {addrs:?}, not 127.0.0.1 only"
+    );
+}
