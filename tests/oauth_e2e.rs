@@ -1,8 +1,9 @@
 //! The whole MCP authorization story with real third-party software: the official MCP
-//! TypeScript SDK client (its OAuth provider, with a scripted browser), authgate, the
-//! unmodified server-everything, and `oidc-provider` as the upstream identity provider.
-//! 401 → PRM → AS metadata → DCR → authorize → login → consent → code → token → tools/call
-//! → refresh → call again → revoke → 401.
+//! TypeScript SDK client (its OAuth provider, with a loopback redirect server), headless
+//! Chromium as the person's browser (real pages, real clicks: chooser, login form, consent),
+//! authgate, the unmodified server-everything, and `oidc-provider` as the upstream identity
+//! provider. 401 → PRM → AS metadata → DCR → authorize → chooser → login → consent → code →
+//! token → tools/call → refresh → call again → revoke → 401.
 
 mod common;
 
@@ -155,11 +156,12 @@ async fn scenario(fill: &str, extra_args: &[&str]) -> (Value, Gateway, Vec<commo
 async fn sdk_client_logs_in_through_an_upstream_oidc_provider() {
     // The refresh comes after reverify_every: authgate re-checks bob at the IdP first.
     let (out, gw, _children) = scenario(
-        r#"{"__provider":"/login/corp","login":"bob","password":"anything"}"#,
+        r#"{"__provider":"Corp SSO","login":"bob","password":"anything"}"#,
         &["--refresh-delay-ms", "2100"],
     )
     .await;
     assert_scenario(&out, &gw);
+    assert_pages(&out, &["Sign in", "provider Corp SSO"]);
     // The browser went through the chooser, the IdP and back to our callback and consent.
     let urls: Vec<&str> = out["browser"]
         .as_array()
@@ -188,10 +190,46 @@ async fn sdk_client_logs_in_through_an_upstream_oidc_provider() {
 #[tokio::test]
 async fn sdk_client_logs_in_as_a_local_user() {
     let (out, gw, _children) = scenario(
-        r#"{"__provider":"/login/local","username":"alice","password":"alice-password"}"#,
+        r#"{"__provider":"Local account","username":"alice","password":"alice-password"}"#,
         &[],
     )
     .await;
     assert_scenario(&out, &gw);
+    assert_pages(&out, &["Sign in", "provider Local account"]);
+    let pages = out["pages"].as_array().unwrap();
+    assert!(
+        pages
+            .iter()
+            .any(|p| p["url"].as_str().unwrap().ends_with("/login/local")
+                && p["action"] == "sign in"),
+        "the local login form was filled and sent: {pages:?}"
+    );
     assert!(gw.logs().contains("local:alice"));
+}
+
+/// The pages Chromium showed: the chooser first (its button clicked as `choice`), the
+/// consent page last with Allow clicked, each answered 200, no page refused.
+fn assert_pages(out: &Value, [chooser_title, choice]: &[&str; 2]) {
+    let pages = out["pages"].as_array().unwrap();
+    let first = &pages[0];
+    assert!(
+        first["url"].as_str().unwrap().ends_with("/login")
+            && first["title"].as_str().unwrap().starts_with(chooser_title)
+            && first["action"] == *choice,
+        "{pages:#?}"
+    );
+    let consent = &pages[pages.len() - 2];
+    assert!(
+        consent["url"].as_str().unwrap().ends_with("/consent")
+            && consent["action"] == "decision approve",
+        "{pages:#?}"
+    );
+    for p in &pages[..pages.len() - 1] {
+        assert_eq!(p["status"], 200, "{pages:#?}");
+    }
+    let last = &pages[pages.len() - 1];
+    assert!(
+        last["url"].as_str().unwrap().ends_with("/callback"),
+        "{pages:#?}"
+    );
 }

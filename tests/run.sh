@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for tool in cmake node npm cargo; do
+for tool in cmake node npm cargo chromium; do
   if ! command -v "$tool" >/dev/null; then
-    echo "tests: '$tool' is missing (on Debian: apt-get install -y cmake nodejs npm; Rust via rustup)" >&2
+    echo "tests: '$tool' is missing (on Debian: apt-get install -y cmake nodejs npm chromium; Rust via rustup)" >&2
     exit 1
   fi
 done

@@ -151,11 +151,14 @@ pub fn e2e_dir() -> PathBuf {
     dir
 }
 
-/// Starts the unmodified server-everything (Streamable HTTP) on a free port.
+/// Starts the unmodified server-everything (Streamable HTTP) on a free loopback port, the way
+/// the demo does (bound to 127.0.0.1 by `examples/loopback-only.mjs`).
 pub async fn start_everything() -> (ChildGuard, u16) {
     let dir = e2e_dir();
     let port = free_port();
     let child = Command::new("node")
+        .arg("--import")
+        .arg(repo_root().join("examples/loopback-only.mjs"))
         .arg(dir.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"))
         .arg("streamableHttp")
         .env("PORT", port.to_string())

@@ -1,18 +1,18 @@
 // Runs the official MCP conformance suite's `authorization` family against authgate and
 // drives its login step: the suite prints an authorization URL and waits for the browser to
-// come back to its callback server; browser.mjs signs in and consents, then delivers the
-// callback. Prints one JSON object: { passed, failed, checks: [{ id, name, status, error }] }.
+// come back to its callback server; headless Chromium (chromium.mjs) signs in and consents
+// and lands on that callback. Prints one JSON object: { passed, failed, checks: [{ id, name, status, error }] }.
 //
 // Usage (with Node 22, which the suite needs):
 //   node conformance-auth.mjs --issuer <URL> --client-id <id> --resource <URL> --port <P>
-//       --fill '<json for browser.mjs>'
+//       --fill '<json for chromium.mjs>'
 import { spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { browse } from "./browser.mjs";
+import { signIn } from "./chromium.mjs";
 
 const { values: a } = parseArgs({
   options: {
@@ -40,10 +40,8 @@ const onData = (chunk) => {
   // The suite prints the authorization URL on its own line, then waits for the callback.
   const m = log.match(new RegExp(`^(${a.issuer.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}/authorize\\?\\S+)$`, "m"));
   if (m && !browsing) {
-    browsing = (async () => {
-      const { url } = await browse(m[1], { stopAt: callback, fill: JSON.parse(a.fill) });
-      await fetch(url); // deliver the code to the suite's callback server
-    })().catch((e) => { log += `\nBROWSER ERROR: ${e.message}\n`; child.kill(); });
+    browsing = signIn(m[1], { stopAt: callback, fill: JSON.parse(a.fill) })
+      .catch((e) => { log += `\nBROWSER ERROR: ${e.message}\n`; child.kill(); });
   }
 };
 child.stdout.on("data", onData);

@@ -1,13 +1,16 @@
 // The MCP authorization scenario against authgate, driven by the official TypeScript SDK
-// (@modelcontextprotocol/sdk) as a real MCP client would run it, with browser.mjs standing
-// in for the user's browser. Prints ONE JSON object to stdout; the Rust test asserts on it.
+// (@modelcontextprotocol/sdk) as a real MCP client would run it: a loopback callback server
+// as its redirect URI, and headless Chromium (chromium.mjs) as the user's browser, clicking
+// the real buttons of every page. Prints ONE JSON object to stdout; the Rust test asserts on it.
 //
 // Usage:
-//   node oauth-flow.mjs --server <MCP URL behind authgate> [--fill '<json>']
-//       [--redirect-uri http://127.0.0.1:53682/callback] [--verbose]
-//   --fill     form values for browser.mjs (see there), e.g. '{"username":"alice","password":"pw"}'
-//              or, through the upstream oidc-provider, '{"login":"bob","password":"x"}'
-//   --verbose  trace the browser's requests on stderr
+//   node oauth-flow.mjs --server <MCP URL behind authgate> [--fill '<json>'] [--shots DIR]
+//       [--verbose]
+//   --fill     what the person types and chooses (see chromium.mjs), e.g.
+//              '{"__provider":"Local account","username":"alice","password":"pw"}' or, through
+//              the upstream oidc-provider, '{"__provider":"Corp SSO","login":"bob","password":"x"}'
+//   --shots    save a screenshot of every page the browser shows into DIR
+//   --verbose  trace the browser's pages on stderr
 //   --refresh-delay-ms  wait before the refresh step (e.g. for the gateway's reverify_every)
 //
 // Steps, in order:
@@ -33,7 +36,9 @@
 //   "registration": { "clientId", "tokenEndpointAuthMethod", "hasClientSecret" },
 //   "authorize": { "endpoint", "clientIdMatches", "responseType", "redirectUriMatches",
 //                  "resource", "scope", "codeChallengeMethod", "hasCodeChallenge", "hasState" },
-//   "browser": [ { "method", "url", "status" }, ... ]   (the browser's requests, query stripped)
+//   "browser": [ { "method", "url", "status" }, ... ]   (the browser's top-level requests,
+//                                                        redirects included, query stripped)
+//   "pages": [ { "url", "status", "title", "action" }, ... ]  (what it showed and what was clicked)
 //   "callback": { "hasCode", "stateMatches", "iss", "issMatches", "error" },
 //   "token": { "accessHash", "tokenType", "expiresIn", "hasRefresh", "refreshHash", "scope" },
 //   "mcp": { "serverName", "tools": [..names], "reauthorized": false },
@@ -51,7 +56,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { UnauthorizedError, refreshAuthorization } from "@modelcontextprotocol/sdk/client/auth.js";
 import { LATEST_PROTOCOL_VERSION } from "@modelcontextprotocol/sdk/types.js";
-import { browse } from "./browser.mjs";
+import { callbackServer, signIn } from "./chromium.mjs";
 
 // stdout carries exactly one JSON object; anything a library logs goes to stderr.
 console.log = (...a) => console.error(...a);
@@ -77,7 +82,7 @@ try {
     options: {
       server: { type: "string" },
       fill: { type: "string", default: "{}" },
-      "redirect-uri": { type: "string", default: "http://127.0.0.1:53682/callback" },
+      shots: { type: "string" },
       verbose: { type: "boolean", default: false },
       // Wait this long before refreshing (lets the gateway's reverify_every come due).
       "refresh-delay-ms": { type: "string", default: "0" },
@@ -93,10 +98,11 @@ const hash = (token) => (token ? createHash("sha256").update(token).digest("hex"
 
 /** In-memory OAuthClientProvider: one "session" of an MCP client app. */
 class MemoryOAuthProvider {
-  constructor(redirectUrl, fill, verbose) {
+  constructor(redirectUrl, fill, verbose, shots) {
     this._redirectUrl = redirectUrl;
     this._fill = fill;
     this._verbose = verbose;
+    this._shots = shots;
     this._client = undefined;
     this._tokens = undefined;
     this._verifier = undefined;
@@ -105,6 +111,7 @@ class MemoryOAuthProvider {
     this.authorizationUrl = undefined;
     this.callbackUrl = undefined;
     this.trail = [];
+    this.pages = [];
     this.redirects = 0;
   }
 
@@ -169,18 +176,20 @@ class MemoryOAuthProvider {
     if (scope === "all" || scope === "discovery") this._discovery = undefined;
   }
 
-  // The "user agent": walk login and consent, stop at our redirect URI without fetching it
-  // (nothing listens there), and keep the callback URL for the app to pick up.
+  // "Open the browser": the person signs in and consents in Chromium until the browser lands
+  // on our redirect URI; the app picks the code up from there.
   async redirectToAuthorization(url) {
     this.redirects += 1;
     this.authorizationUrl = new URL(url);
-    const { url: callback, trail } = await browse(this.authorizationUrl.href, {
+    const { url: callback, trail, requests } = await signIn(this.authorizationUrl.href, {
       stopAt: this._redirectUrl,
       fill: this._fill,
       log: this._verbose,
+      shots: this._shots,
     });
     this.callbackUrl = new URL(callback);
-    this.trail = trail;
+    this.trail = requests;
+    this.pages = trail;
   }
 }
 
@@ -244,13 +253,14 @@ async function run() {
   if (!args.server) throw new Error("--server is required");
   const serverUrl = new URL(args.server);
   const fill = JSON.parse(args.fill);
-  const redirectUrl = args["redirect-uri"];
+  const callback = await callbackServer();
+  const redirectUrl = callback.url;
 
   step = "unauthenticated";
   out.unauthenticated = await rawInitialize(serverUrl);
 
   step = "authorize";
-  const provider = new MemoryOAuthProvider(redirectUrl, fill, args.verbose);
+  const provider = new MemoryOAuthProvider(redirectUrl, fill, args.verbose, args.shots);
   {
     const client = new Client({ name: "authgate-e2e", version: "1.0.0" });
     const transport = new StreamableHTTPClientTransport(serverUrl, { authProvider: provider });
@@ -297,7 +307,8 @@ async function run() {
     hasCodeChallenge: Boolean(q.get("code_challenge")),
     hasState: Boolean(q.get("state")),
   };
-  out.browser = provider.trail.map((t) => ({ method: t.method, url: t.url.split("?")[0], status: t.status }));
+  out.browser = provider.trail;
+  out.pages = provider.pages;
 
   step = "callback";
   const cb = provider.callbackUrl.searchParams;
