@@ -14,16 +14,16 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 
-use authgate::crypto::{random_secret, Sealer, SecretHash};
-use authgate::identity::Identity;
+use authgate::crypto::{random_secret, Sealer};
 use authgate::store::{AccessRecord, Cached, RedbStore, Store};
+use authgate::vocab::{ClientId, GrantId, Identity, ScopeSet, SecretHash, UpstreamName};
 
 const NOW: u64 = 1_000;
 
 fn record(i: usize) -> AccessRecord {
     AccessRecord {
-        grant_id: format!("grant-{i}"),
-        client_id: "agc_benchclient0000000000".into(),
+        grant_id: GrantId::new(format!("grant-{i}")),
+        client_id: ClientId::new("agc_benchclient0000000000"),
         identity: Identity {
             provider: "corp".into(),
             subject: format!("user-{i}"),
@@ -31,8 +31,8 @@ fn record(i: usize) -> AccessRecord {
             name: Some(format!("User {i}")),
             groups: vec!["eng".into()],
         },
-        scopes: vec!["mcp:tools".into()],
-        upstream: "everything".into(),
+        scopes: ScopeSet::parse("mcp:tools").unwrap(),
+        upstream: UpstreamName::parse("everything").unwrap(),
         expires_at: u64::MAX,
     }
 }

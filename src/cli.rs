@@ -88,7 +88,7 @@ fn summary(path: &std::path::Path, c: &config::Config) -> String {
         let scheme = if u.url.tls { "https" } else { "http" };
         let auth = match u.auth {
             config::UpstreamAuth::OAuth if u.scopes.is_empty() => "oauth".to_string(),
-            config::UpstreamAuth::OAuth => format!("oauth, scopes {}", u.scopes.join(" ")),
+            config::UpstreamAuth::OAuth => format!("oauth, scopes {}", u.scopes),
             config::UpstreamAuth::None => "public".to_string(),
         };
         let _ = writeln!(
@@ -103,8 +103,8 @@ fn summary(path: &std::path::Path, c: &config::Config) -> String {
     let _ = writeln!(w, "  providers   {}", c.providers.len());
     for p in &c.providers {
         let what = match &p.kind {
-            config::ProviderKind::Oidc { issuer, .. } => format!("oidc, issuer {issuer}"),
-            config::ProviderKind::GitHub { .. } => "github".to_string(),
+            config::ProviderKind::Oidc(o) => format!("oidc, issuer {}", o.issuer),
+            config::ProviderKind::GitHub(_) => "github".to_string(),
             config::ProviderKind::Local { users } => format!("local, {} user(s)", users.len()),
         };
         let _ = writeln!(w, "    {:<16} {what}  \"{}\"", p.id, p.display_name);
@@ -125,7 +125,11 @@ fn summary(path: &std::path::Path, c: &config::Config) -> String {
             w,
             "    {:<16} {kind}{trusted}, redirects {}",
             cl.client_id,
-            cl.redirect_uris.join(" ")
+            cl.redirect_uris
+                .iter()
+                .map(|u| u.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
         );
     }
     out

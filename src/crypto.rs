@@ -1,5 +1,6 @@
-//! The few cryptographic primitives authgate uses, in one place: random secrets, their
-//! sha256 (what the store keeps), and AES-256-GCM sealing for cookies and flow state.
+//! The few cryptographic primitives authgate uses, in one place: random secrets and ids, and
+//! AES-256-GCM sealing for cookies and flow state. (What the store keeps of a secret, its
+//! sha256, is [`crate::vocab::SecretHash`].)
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -7,33 +8,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-
-/// sha256 of a secret; the only form in which tokens, codes and client secrets are stored.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SecretHash(pub [u8; 32]);
-
-impl SecretHash {
-    pub fn of(secret: &str) -> Self {
-        Self(Sha256::digest(secret.as_bytes()).into())
-    }
-
-    /// Constant-time equality, for comparing a presented secret's hash with a stored one
-    /// outside a keyed lookup (client secrets).
-    pub fn ct_eq(&self, other: &Self) -> bool {
-        use subtle::ConstantTimeEq;
-        self.0.ct_eq(&other.0).into()
-    }
-
-    pub fn hex_prefix(&self) -> String {
-        self.0[..4].iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-impl std::fmt::Debug for SecretHash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SecretHash({}…)", self.hex_prefix())
-    }
-}
 
 /// A fresh random secret: `prefix` + 32 random bytes (256 bits) in base64url. The prefix makes
 /// leaked tokens recognisable to secret scanners and to people.
@@ -172,10 +146,7 @@ mod tests {
     }
 
     #[test]
-    fn hashes_compare() {
-        let h = SecretHash::of("x");
-        assert!(h.ct_eq(&SecretHash::of("x")));
-        assert!(!h.ct_eq(&SecretHash::of("y")));
+    fn keys_decode() {
         assert!(decode_key("c2hvcnQ=").is_err());
         assert!(decode_key(&b64url(&[7u8; 32])).is_ok());
     }

@@ -1,17 +1,31 @@
 //! authgate: a declarative auth gateway for MCP servers, on Pingora.
 //!
-//! The tree follows the request: `config` (the TOML file → a validated `Config`), `server`
-//! (Pingora wiring), `proxy` (the `ProxyHttp` phases and routing), `web` (local replies),
-//! `store` (persistent state behind a trait), `logging`, and `cli`.
+//! Modules are layered; each uses only those below it, so the request's path can be read
+//! top-down and no change in a low layer needs a high one:
+//!
+//! ```text
+//! cli              the command line: run, check, hash-password
+//! server           Pingora wiring: listeners, services, signals
+//! proxy            the ProxyHttp phases: routing, bearer check, header rewriting, MCP checks
+//! oauth            the authorization server: metadata, registration, authorize, consent, tokens
+//! login            people signing in: OIDC, GitHub, local users, sealed browser state
+//! config  store    the validated config; persistent state behind the Store trait
+//! web     crypto   requests, replies and pages; sealing, random secrets
+//! vocab            protocol values: ids, scopes, redirect URIs, secrets, paths, error codes
+//! ```
+//!
+//! `logging` stands beside `cli`, used only by it.
 
 pub mod cli;
 pub mod config;
 pub mod crypto;
-pub mod identity;
 pub mod logging;
 pub mod login;
 pub mod oauth;
 pub mod proxy;
 pub mod server;
 pub mod store;
+#[cfg(test)]
+pub mod testing;
+pub mod vocab;
 pub mod web;

@@ -32,7 +32,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let authority = Arc::new(Authority {
         store: Arc::new(Cached::new(store)),
         sealer: Sealer::new(&key),
-        forms: crate::web::csrf::FormTokens::new(&key),
+        forms: crate::login::forms::FormTokens::new(&key),
         logins: Logins::new(),
         cimd: Default::default(),
         registrations: Default::default(),

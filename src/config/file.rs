@@ -7,7 +7,29 @@
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::model::UpstreamAuth;
+
 pub type Text = Spanned<String>;
+
+/// `[[provider]] kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKindName {
+    Oidc,
+    Google,
+    Microsoft,
+    Github,
+    Local,
+}
+
+/// `[auth] registration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    Open,
+    Token,
+    Off,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +63,7 @@ pub struct CimdSection {
     pub allow_loopback_http: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSection {
     pub session_key: Option<Text>,
@@ -51,7 +73,7 @@ pub struct AuthSection {
     pub code_ttl: Option<Text>,
     pub session_ttl: Option<Text>,
     pub login_ttl: Option<Text>,
-    pub registration: Option<Text>,
+    pub registration: Option<Spanned<RegistrationMode>>,
     pub registration_token: Option<Text>,
     pub registration_rate_limit: Option<Spanned<u32>>,
     pub unused_registration_ttl: Option<Text>,
@@ -71,7 +93,7 @@ pub struct ScopeSection {
 #[serde(deny_unknown_fields)]
 pub struct ProviderSection {
     pub id: Option<Text>,
-    pub kind: Option<Text>,
+    pub kind: Option<Spanned<ProviderKindName>>,
     pub display_name: Option<Text>,
     pub issuer: Option<Text>,
     pub tenant: Option<Text>,
@@ -152,7 +174,7 @@ pub struct UpstreamSection {
     pub idle_timeout: Option<Text>,
     #[serde(default)]
     pub preserve_host: bool,
-    pub auth: Option<Text>,
+    pub auth: Option<UpstreamAuth>,
     #[serde(default)]
     pub scopes: Vec<Text>,
     #[serde(default)]

@@ -1,6 +1,6 @@
-//! Configuration: the TOML file (`file`), its checks (`validate`), and the resolved, immutable
-//! [`Config`] the rest of the gateway runs on (`model`). `load` serves `run`, `check` and
-//! (later) reload alike.
+//! Configuration: the TOML file (`file`), its checks (`validate`, one file per section), and
+//! the resolved, immutable [`Config`] the rest of the gateway runs on (`model`). `load`
+//! serves `run`, `check` and (later) reload alike.
 
 mod error;
 mod file;
@@ -13,7 +13,6 @@ use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
-pub use validate::RESERVED_PATHS;
 
 use error::Source;
 

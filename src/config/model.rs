@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::vocab::{
+    is_loopback_host, ClientId, RedirectUri, Scope, ScopeSet, Secret, SecretHash, UpstreamName,
+};
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The file this was loaded from.
@@ -42,6 +46,10 @@ impl Config {
         self.clients.iter().find(|c| c.client_id == client_id)
     }
 
+    pub fn scope(&self, name: &str) -> Option<&ScopeDef> {
+        self.scopes.iter().find(|s| s.name.as_str() == name)
+    }
+
     pub fn provider(&self, id: &str) -> Option<&Provider> {
         self.providers.iter().find(|p| p.id == id)
     }
@@ -57,7 +65,7 @@ impl Config {
     /// the only OAuth upstream.
     pub fn default_oauth_upstream(&self) -> Option<&Upstream> {
         if let Some(name) = &self.auth.default_upstream {
-            return self.upstream(name);
+            return self.upstream(name.as_str());
         }
         let mut it = self.protected_upstreams();
         match (it.next(), it.next()) {
@@ -96,7 +104,7 @@ pub struct AuthConfig {
     /// Accept private-use redirect schemes (`cursor://…`) at dynamic registration.
     pub allow_custom_scheme_redirects: bool,
     /// The upstream a token is for when a client names no `resource`.
-    pub default_upstream: Option<String>,
+    pub default_upstream: Option<UpstreamName>,
 }
 
 /// Who may use dynamic client registration (RFC 7591).
@@ -104,13 +112,13 @@ pub struct AuthConfig {
 pub enum Registration {
     Open,
     /// Requires `Authorization: Bearer <initial access token>`; the sha256 of it.
-    Token(crate::crypto::SecretHash),
+    Token(SecretHash),
     Off,
 }
 
 #[derive(Debug, Clone)]
 pub struct ScopeDef {
-    pub name: String,
+    pub name: Scope,
     pub description: String,
 }
 
@@ -125,41 +133,41 @@ pub struct Provider {
     pub reverify_every: Option<Duration>,
 }
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub enum ProviderKind {
     /// Any OpenID Connect issuer (Google and Microsoft Entra are presets of this).
-    Oidc {
-        issuer: String,
-        client_id: String,
-        client_secret: String,
-        scopes: Vec<String>,
-    },
-    GitHub {
-        client_id: String,
-        client_secret: String,
-    },
+    Oidc(OidcSettings),
+    GitHub(GitHubSettings),
     Local {
         users: Vec<LocalUser>,
     },
 }
 
-impl std::fmt::Debug for ProviderKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Oidc {
-                issuer, client_id, ..
-            } => write!(f, "Oidc({issuer}, {client_id}, [secret])"),
-            Self::GitHub { client_id, .. } => write!(f, "GitHub({client_id}, [secret])"),
-            Self::Local { users } => write!(f, "Local({} users)", users.len()),
-        }
-    }
+/// An OpenID Connect relying party, resolved once from the config.
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    /// Without a trailing slash.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub scopes: Vec<String>,
+    /// `<public_url>/callback/<provider id>`.
+    pub redirect_uri: String,
 }
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
+pub struct GitHubSettings {
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// `<public_url>/callback/<provider id>`.
+    pub redirect_uri: String,
+}
+
+#[derive(Debug, Clone)]
 pub struct LocalUser {
     pub username: String,
     /// Argon2 PHC string (`authgate hash-password`).
-    pub password_hash: String,
+    pub password_hash: Secret,
     pub email: Option<String>,
     pub name: Option<String>,
     pub groups: Vec<String>,
@@ -168,22 +176,24 @@ pub struct LocalUser {
 /// A pre-registered OAuth client.
 #[derive(Debug, Clone)]
 pub struct Client {
-    pub client_id: String,
+    pub client_id: ClientId,
     pub name: String,
     /// sha256 of the secret for confidential clients; `None`: public client.
-    pub secret: Option<crate::crypto::SecretHash>,
-    pub redirect_uris: Vec<String>,
+    pub secret: Option<SecretHash>,
+    pub redirect_uris: Vec<RedirectUri>,
     /// Scopes it may get; `None`: any configured scope.
-    pub scopes: Option<Vec<String>>,
+    pub scopes: Option<ScopeSet>,
     /// Upstreams it may get tokens for; `None`: any.
-    pub upstreams: Option<Vec<String>>,
+    pub upstreams: Option<Vec<UpstreamName>>,
     /// Skips the consent page (first-party clients).
     pub trusted: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum UpstreamAuth {
     /// Requests need a bearer token authgate issued for this upstream.
+    #[serde(rename = "oauth")]
     OAuth,
     /// No authentication: requests pass as they are (identity headers still stripped).
     None,
@@ -251,10 +261,15 @@ pub struct HeaderLimits {
     pub max_count: usize,
 }
 
-/// The gateway's public base URL, without a trailing slash: `https://gw.example.com` or
-/// `https://example.com/auth`.
+/// The gateway's public base URL: an origin such as `https://mcp.example.com` (the OAuth
+/// issuer; the gateway's endpoints sit at its root). Parsed once, kept as the string clients
+/// see (its origin, without a trailing slash).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicUrl(String);
+pub struct PublicUrl {
+    text: String,
+    https: bool,
+    loopback: bool,
+}
 
 impl PublicUrl {
     pub fn parse(raw: &str) -> Result<Self, String> {
@@ -276,65 +291,37 @@ impl PublicUrl {
         if url.path() != "/" {
             return Err("must be an origin without a path (e.g. https://mcp.example.com); serve authgate at the root of its host".into());
         }
-        let s = url.as_str().trim_end_matches('/').to_string();
-        Ok(Self(s))
+        Ok(Self {
+            text: url.origin().ascii_serialization(),
+            https: url.scheme() == "https",
+            loopback: url.host().as_ref().is_some_and(is_loopback_host),
+        })
     }
 
+    /// `https://host[:port]`, as published.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
-    pub fn scheme(&self) -> &str {
-        self.0.split_once(':').map_or("http", |(s, _)| s)
+    pub fn scheme(&self) -> &'static str {
+        if self.https {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.https
     }
 
     /// `public_url` + `path` (which starts with `/`).
     pub fn join(&self, path: &str) -> String {
-        format!("{}{}", self.0, path)
+        format!("{}{}", self.text, path)
     }
 
     pub fn is_loopback(&self) -> bool {
-        Url::parse(&self.0)
-            .ok()
-            .and_then(|u| u.host().map(|h| is_loopback_host(&h)))
-            .unwrap_or(false)
-    }
-}
-
-pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
-    match host {
-        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => ip.is_loopback(),
-    }
-}
-
-/// A name an upstream is known by in logs, metrics and (later) policies: `[a-z0-9_-]+`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct UpstreamName(String);
-
-impl UpstreamName {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        if raw.is_empty() || raw.len() > 64 {
-            return Err("must be 1 to 64 characters".into());
-        }
-        if !raw
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        {
-            return Err("may contain only a-z, 0-9, `-` and `_`".into());
-        }
-        Ok(Self(raw.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for UpstreamName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        self.loopback
     }
 }
 
@@ -397,7 +384,7 @@ pub struct Upstream {
     pub strip_common_identity_headers: bool,
     pub auth: UpstreamAuth,
     /// Scopes a token needs here; also what clients are told to ask for.
-    pub scopes: Vec<String>,
+    pub scopes: ScopeSet,
     pub identity_headers: IdentityHeaders,
 }
 
@@ -468,54 +455,5 @@ impl UpstreamUrl {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn route_path_matches_at_segment_boundaries() {
-        let p = RoutePath::parse("/mcp/").unwrap();
-        assert_eq!(p.as_str(), "/mcp");
-        assert_eq!(p.strip("/mcp"), Some(""));
-        assert_eq!(p.strip("/mcp/"), Some("/"));
-        assert_eq!(p.strip("/mcp/x/y"), Some("/x/y"));
-        assert_eq!(p.strip("/mcpx"), None);
-        assert_eq!(p.strip("/other"), None);
-        assert_eq!(RoutePath::parse("/").unwrap().strip("/a"), Some("/a"));
-        assert!(RoutePath::parse("mcp").is_err());
-        assert!(RoutePath::parse("/a/../b").is_err());
-        assert!(RoutePath::parse("/a?b").is_err());
-    }
-
-    #[test]
-    fn upstream_url_rewrites_onto_its_path() {
-        let u = UpstreamUrl::parse("http://127.0.0.1:3001/mcp").unwrap();
-        assert_eq!(u.address(), "127.0.0.1:3001");
-        assert_eq!(u.rewrite(""), "/mcp");
-        assert_eq!(u.rewrite("/x"), "/mcp/x");
-        let root = UpstreamUrl::parse("https://example.com").unwrap();
-        assert!(root.tls);
-        assert_eq!(root.port, 443);
-        assert_eq!(root.authority, "example.com");
-        assert_eq!(root.rewrite(""), "/");
-        assert_eq!(root.rewrite("/a"), "/a");
-        assert_eq!(
-            UpstreamUrl::parse("http://[::1]:9/").unwrap().address(),
-            "[::1]:9"
-        );
-        assert!(UpstreamUrl::parse("ftp://x/").is_err());
-        assert!(UpstreamUrl::parse("http://u:p@x/").is_err());
-    }
-
-    #[test]
-    fn public_url_is_normalised_without_trailing_slash() {
-        let p = PublicUrl::parse("HTTPS://GW.example.com/").unwrap();
-        assert_eq!(p.as_str(), "https://gw.example.com");
-        assert_eq!(p.join("/mcp"), "https://gw.example.com/mcp");
-        assert!(PublicUrl::parse("http://127.0.0.1:8080")
-            .unwrap()
-            .is_loopback());
-        assert!(!p.is_loopback());
-        assert!(PublicUrl::parse("https://gw/?x").is_err());
-        assert!(PublicUrl::parse("https://gw.example/auth").is_err());
-    }
-}
+#[path = "model_tests.rs"]
+mod tests;

@@ -293,7 +293,7 @@ fn shipped_examples_parse() {
                 Some(if name.ends_with("_KEY") {
                     "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_string()
                 } else if name.ends_with("_HASH") {
-                    crate::login::local::hash_password("x")
+                    crate::testing::DEMO_HASH.to_string()
                 } else {
                     "example-value".to_string()
                 })

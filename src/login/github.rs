@@ -9,7 +9,8 @@ use oauth2::{
 use serde::Deserialize;
 
 use super::LoginError;
-use crate::identity::Identity;
+use crate::config::GitHubSettings;
+use crate::vocab::{Identity, Secret};
 
 const AUTHORIZE: &str = "https://github.com/login/oauth/authorize";
 const TOKEN: &str = "https://github.com/login/oauth/access_token";
@@ -17,14 +18,12 @@ const API: &str = "https://api.github.com";
 
 pub struct Start {
     pub url: String,
-    pub state: String,
-    pub pkce_verifier: String,
+    pub state: Secret,
+    pub pkce_verifier: Secret,
 }
 
 fn client(
-    client_id: &str,
-    client_secret: &str,
-    redirect_uri: &str,
+    s: &GitHubSettings,
 ) -> Result<
     BasicClient<
         oauth2::EndpointSet,
@@ -36,20 +35,16 @@ fn client(
     LoginError,
 > {
     let bad = |e: oauth2::url::ParseError| LoginError::Provider(e.to_string());
-    Ok(BasicClient::new(ClientId::new(client_id.to_string()))
-        .set_client_secret(ClientSecret::new(client_secret.to_string()))
+    Ok(BasicClient::new(ClientId::new(s.client_id.clone()))
+        .set_client_secret(ClientSecret::new(s.client_secret.expose().clone()))
         .set_auth_uri(AuthUrl::new(AUTHORIZE.into()).map_err(bad)?)
         .set_token_uri(TokenUrl::new(TOKEN.into()).map_err(bad)?)
-        .set_redirect_uri(RedirectUrl::new(redirect_uri.into()).map_err(bad)?))
+        .set_redirect_uri(RedirectUrl::new(s.redirect_uri.clone()).map_err(bad)?))
 }
 
-pub fn start(
-    client_id: &str,
-    client_secret: &str,
-    redirect_uri: &str,
-) -> Result<Start, LoginError> {
+pub fn start(s: &GitHubSettings) -> Result<Start, LoginError> {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let (url, state) = client(client_id, client_secret, redirect_uri)?
+    let (url, state) = client(s)?
         .authorize_url(CsrfToken::new_random)
         .add_scope(Scope::new("read:user".into()))
         .add_scope(Scope::new("user:email".into()))
@@ -57,8 +52,8 @@ pub fn start(
         .url();
     Ok(Start {
         url: url.to_string(),
-        state: state.secret().clone(),
-        pkce_verifier: verifier.secret().clone(),
+        state: Secret::new(state.secret().clone()),
+        pkce_verifier: Secret::new(verifier.secret().clone()),
     })
 }
 
@@ -79,15 +74,13 @@ struct Email {
 pub async fn finish(
     http: &reqwest::Client,
     provider_id: &str,
-    client_id: &str,
-    client_secret: &str,
-    redirect_uri: &str,
+    s: &GitHubSettings,
     code: &str,
-    pkce_verifier: &str,
+    pkce_verifier: &Secret,
 ) -> Result<(Identity, Option<String>), LoginError> {
-    let token = client(client_id, client_secret, redirect_uri)?
+    let token = client(s)?
         .exchange_code(AuthorizationCode::new(code.to_string()))
-        .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()))
+        .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.expose().clone()))
         .request_async(http)
         .await
         .map_err(|e| LoginError::Refused(format!("GitHub code exchange failed: {e}")))?;
@@ -173,10 +166,15 @@ mod tests {
 
     #[test]
     fn start_uses_pkce_and_state() {
-        let s = start("cid", "secret", "https://gw.example/callback/github").unwrap();
+        let settings = GitHubSettings {
+            client_id: "cid".into(),
+            client_secret: Secret::new("secret".into()),
+            redirect_uri: "https://gw.example/callback/github".into(),
+        };
+        let s = start(&settings).unwrap();
         assert!(s.url.starts_with(AUTHORIZE));
         assert!(s.url.contains("code_challenge_method=S256"));
-        assert!(s.url.contains(&format!("state={}", s.state)));
+        assert!(s.url.contains(&format!("state={}", s.state.expose())));
         assert!(!s.url.contains("secret"));
     }
 }

@@ -5,7 +5,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 
 use crate::config::LocalUser;
-use crate::identity::Identity;
+use crate::vocab::Identity;
 
 /// A PHC hash of `password` with fresh salt (what `authgate hash-password` prints).
 pub fn hash_password(password: &str) -> String {
@@ -50,6 +50,7 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vocab::Secret;
 
     #[test]
     fn the_dummy_hash_parses_so_unknown_users_cost_the_same() {
@@ -60,7 +61,7 @@ mod tests {
     fn hashes_and_verifies() {
         let users = vec![LocalUser {
             username: "alice".into(),
-            password_hash: hash_password("correct horse"),
+            password_hash: Secret::new(hash_password("correct horse")),
             email: Some("alice@example.test".into()),
             name: Some("Alice".into()),
             groups: vec!["admins".into()],

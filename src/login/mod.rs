@@ -1,6 +1,9 @@
-//! Logging people in at upstream providers: generic OIDC (with Google and Microsoft Entra
-//! presets), GitHub, and local users from the config. The result is an [`Identity`].
+//! People signing in: at upstream providers (generic OIDC with Google and Microsoft Entra
+//! presets, GitHub) or as local users from the config, and the browser state that carries
+//! them through it (sealed cookies in `session`, form tokens in `forms`). The result of a
+//! login is an [`Identity`].
 
+pub mod forms;
 pub mod github;
 pub mod local;
 pub mod oidc;
@@ -8,8 +11,8 @@ pub mod session;
 
 use std::time::Duration;
 
-use crate::config::{Config, Provider, ProviderKind};
-use crate::identity::Identity;
+use crate::config::{Provider, ProviderKind};
+use crate::vocab::{Identity, Secret};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
@@ -21,7 +24,8 @@ pub enum LoginError {
     Refused(String),
 }
 
-/// Long-lived login machinery: one HTTP client (no redirects: SSRF) and OIDC discovery cache.
+/// Long-lived login machinery: one HTTP client (no redirects: SSRF) and the OIDC clients
+/// built from discovery documents.
 pub struct Logins {
     pub http: reqwest::Client,
     pub oidc: oidc::MetadataCache,
@@ -30,9 +34,9 @@ pub struct Logins {
 /// Where an upstream login sends the person, and the state to keep for its callback.
 pub struct Redirect {
     pub url: String,
-    pub state: String,
-    pub nonce: String,
-    pub pkce_verifier: String,
+    pub state: Secret,
+    pub nonce: Secret,
+    pub pkce_verifier: Secret,
 }
 
 impl Logins {
@@ -49,35 +53,11 @@ impl Logins {
         }
     }
 
-    pub fn redirect_uri(config: &Config, provider: &Provider) -> String {
-        config
-            .server
-            .public_url
-            .join(&format!("/callback/{}", provider.id))
-    }
-
     /// Begins a login at a remote provider (not for local users, who get a form).
-    pub async fn start(
-        &self,
-        config: &Config,
-        provider: &Provider,
-    ) -> Result<Redirect, LoginError> {
-        let redirect_uri = Self::redirect_uri(config, provider);
+    pub async fn start(&self, provider: &Provider) -> Result<Redirect, LoginError> {
         match &provider.kind {
-            ProviderKind::Oidc {
-                issuer,
-                client_id,
-                client_secret,
-                scopes,
-            } => {
-                let s = oidc::OidcSettings {
-                    issuer,
-                    client_id,
-                    client_secret,
-                    scopes,
-                    redirect_uri,
-                };
-                let st = oidc::start(&self.oidc, &self.http, &s).await?;
+            ProviderKind::Oidc(s) => {
+                let st = oidc::start(&self.oidc, &self.http, s).await?;
                 Ok(Redirect {
                     url: st.url,
                     state: st.state,
@@ -85,17 +65,44 @@ impl Logins {
                     pkce_verifier: st.pkce_verifier,
                 })
             }
-            ProviderKind::GitHub {
-                client_id,
-                client_secret,
-            } => {
-                let st = github::start(client_id, client_secret, &redirect_uri)?;
+            ProviderKind::GitHub(s) => {
+                let st = github::start(s)?;
                 Ok(Redirect {
                     url: st.url,
                     state: st.state,
-                    nonce: String::new(),
+                    nonce: Secret::new(String::new()),
                     pkce_verifier: st.pkce_verifier,
                 })
+            }
+            ProviderKind::Local { .. } => Err(LoginError::Provider(
+                "local users log in with a form".into(),
+            )),
+        }
+    }
+
+    /// Completes a remote login from its callback's `code`: the identity and the
+    /// provider's credential to re-verify with later (refresh token or GitHub token).
+    pub async fn finish(
+        &self,
+        provider: &Provider,
+        code: &str,
+        state: &session::LoginState,
+    ) -> Result<(Identity, Option<String>), LoginError> {
+        match &provider.kind {
+            ProviderKind::Oidc(s) => {
+                oidc::finish(
+                    &self.oidc,
+                    &self.http,
+                    s,
+                    &provider.id,
+                    code,
+                    &state.nonce,
+                    &state.pkce_verifier,
+                )
+                .await
+            }
+            ProviderKind::GitHub(s) => {
+                github::finish(&self.http, &provider.id, s, code, &state.pkce_verifier).await
             }
             ProviderKind::Local { .. } => Err(LoginError::Provider(
                 "local users log in with a form".into(),
@@ -118,27 +125,15 @@ impl Logins {
                     "the local user no longer exists".into(),
                 )),
             },
-            ProviderKind::Oidc {
-                issuer,
-                client_id,
-                client_secret,
-                scopes,
-            } => {
+            ProviderKind::Oidc(s) => {
                 let Some(refresh) = credential else {
                     return Err(LoginError::Provider(
                         "no refresh token was issued at login".into(),
                     ));
                 };
-                let s = oidc::OidcSettings {
-                    issuer,
-                    client_id,
-                    client_secret,
-                    scopes,
-                    redirect_uri: String::new(),
-                };
-                oidc::reverify(&self.oidc, &self.http, &s, refresh).await
+                oidc::reverify(&self.oidc, &self.http, s, refresh).await
             }
-            ProviderKind::GitHub { .. } => {
+            ProviderKind::GitHub(_) => {
                 let Some(token) = credential else {
                     return Err(LoginError::Provider(
                         "no GitHub token was kept at login".into(),
@@ -146,62 +141,6 @@ impl Logins {
                 };
                 github::reverify(&self.http, token).await.map(|()| None)
             }
-        }
-    }
-
-    /// Completes a remote login from its callback's `code`: the identity and the
-    /// provider's credential to re-verify with later (refresh token or GitHub token).
-    pub async fn finish(
-        &self,
-        config: &Config,
-        provider: &Provider,
-        code: &str,
-        state: &session::LoginState,
-    ) -> Result<(Identity, Option<String>), LoginError> {
-        let redirect_uri = Self::redirect_uri(config, provider);
-        match &provider.kind {
-            ProviderKind::Oidc {
-                issuer,
-                client_id,
-                client_secret,
-                scopes,
-            } => {
-                let s = oidc::OidcSettings {
-                    issuer,
-                    client_id,
-                    client_secret,
-                    scopes,
-                    redirect_uri,
-                };
-                oidc::finish(
-                    &self.oidc,
-                    &self.http,
-                    &s,
-                    &provider.id,
-                    code,
-                    &state.nonce,
-                    &state.pkce_verifier,
-                )
-                .await
-            }
-            ProviderKind::GitHub {
-                client_id,
-                client_secret,
-            } => {
-                github::finish(
-                    &self.http,
-                    &provider.id,
-                    client_id,
-                    client_secret,
-                    &redirect_uri,
-                    code,
-                    &state.pkce_verifier,
-                )
-                .await
-            }
-            ProviderKind::Local { .. } => Err(LoginError::Provider(
-                "local users log in with a form".into(),
-            )),
         }
     }
 }

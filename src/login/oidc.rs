@@ -3,7 +3,7 @@
 //! then userinfo for claims the ID token left out.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openidconnect::core::{
@@ -15,17 +15,19 @@ use openidconnect::{
     UserInfoClaims,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
 
 use super::LoginError;
-use crate::identity::Identity;
+use crate::config::OidcSettings;
+use crate::vocab::{Identity, Secret, SecretHash};
 
 /// Discovery documents are re-fetched after this long (key rotation at the provider).
 const METADATA_TTL: Duration = Duration::from_secs(3600);
 
+/// Relying-party clients built from discovery documents, one per provider settings. The lock
+/// is never held across a network call: a slow issuer delays only its own logins.
 #[derive(Default)]
 pub struct MetadataCache {
-    entries: Mutex<HashMap<String, (Arc<CoreProviderMetadata>, Instant)>>,
+    clients: Mutex<HashMap<SecretHash, (Arc<Client>, Instant)>>,
 }
 
 /// The `groups` claim many providers (Keycloak, Okta, Entra with a groups claim) put in
@@ -37,36 +39,48 @@ struct GroupsClaim {
 }
 impl AdditionalClaims for GroupsClaim {}
 
-pub struct OidcSettings<'a> {
-    pub issuer: &'a str,
-    pub client_id: &'a str,
-    pub client_secret: &'a str,
-    pub scopes: &'a [String],
-    pub redirect_uri: String,
-}
-
 impl MetadataCache {
-    async fn get(
+    /// The client for `s`, from a fresh cached discovery, or discovered now. Settings that
+    /// change (a reloaded config) get a client of their own.
+    async fn client(
         &self,
         http: &reqwest::Client,
-        issuer: &str,
-    ) -> Result<Arc<CoreProviderMetadata>, LoginError> {
-        let mut entries = self.entries.lock().await;
-        if let Some((meta, at)) = entries.get(issuer) {
+        s: &OidcSettings,
+    ) -> Result<Arc<Client>, LoginError> {
+        let key = SecretHash::of(&format!(
+            "{}\0{}\0{}\0{}",
+            s.issuer,
+            s.client_id,
+            s.client_secret.expose(),
+            s.redirect_uri
+        ));
+        if let Some((client, at)) = self.clients.lock().expect("oidc cache").get(&key) {
             if at.elapsed() < METADATA_TTL {
-                return Ok(meta.clone());
+                return Ok(client.clone());
             }
         }
-        let issuer_url = IssuerUrl::new(issuer.to_string())
+        let issuer_url = IssuerUrl::new(s.issuer.clone())
             .map_err(|e| LoginError::Provider(format!("issuer: {e}")))?;
         let meta = CoreProviderMetadata::discover_async(issuer_url, http)
             .await
             .map_err(|e| {
-                LoginError::Provider(format!("discovery at {issuer} failed: {}", chain(&e)))
+                LoginError::Provider(format!("discovery at {} failed: {}", s.issuer, chain(&e)))
             })?;
-        let meta = Arc::new(meta);
-        entries.insert(issuer.to_string(), (meta.clone(), Instant::now()));
-        Ok(meta)
+        let client = CoreClient::from_provider_metadata(
+            meta,
+            ClientId::new(s.client_id.clone()),
+            Some(ClientSecret::new(s.client_secret.expose().clone())),
+        )
+        .set_redirect_uri(
+            RedirectUrl::new(s.redirect_uri.clone())
+                .map_err(|e| LoginError::Provider(e.to_string()))?,
+        );
+        let client = Arc::new(client);
+        self.clients
+            .lock()
+            .expect("oidc cache")
+            .insert(key, (client.clone(), Instant::now()));
+        Ok(client)
     }
 }
 
@@ -84,9 +98,9 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// What to send the person to, and what to remember for the callback.
 pub struct Start {
     pub url: String,
-    pub state: String,
-    pub nonce: String,
-    pub pkce_verifier: String,
+    pub state: Secret,
+    pub nonce: Secret,
+    pub pkce_verifier: Secret,
 }
 
 type Client = openidconnect::core::CoreClient<
@@ -98,33 +112,12 @@ type Client = openidconnect::core::CoreClient<
     openidconnect::EndpointMaybeSet,
 >;
 
-/// The relying-party client for one provider, from its (cached) discovery document.
-async fn client(
-    cache: &MetadataCache,
-    http: &reqwest::Client,
-    s: &OidcSettings<'_>,
-) -> Result<Client, LoginError> {
-    let meta = cache.get(http, s.issuer).await?;
-    let client = CoreClient::from_provider_metadata(
-        (*meta).clone(),
-        ClientId::new(s.client_id.to_string()),
-        Some(ClientSecret::new(s.client_secret.to_string())),
-    );
-    if s.redirect_uri.is_empty() {
-        return Ok(client);
-    }
-    Ok(client.set_redirect_uri(
-        RedirectUrl::new(s.redirect_uri.clone())
-            .map_err(|e| LoginError::Provider(e.to_string()))?,
-    ))
-}
-
 pub async fn start(
     cache: &MetadataCache,
     http: &reqwest::Client,
-    s: &OidcSettings<'_>,
+    s: &OidcSettings,
 ) -> Result<Start, LoginError> {
-    let client = client(cache, http, s).await?;
+    let client = cache.client(http, s).await?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut req = client
         .authorize_url(
@@ -139,26 +132,26 @@ pub async fn start(
     let (url, state, nonce) = req.url();
     Ok(Start {
         url: url.to_string(),
-        state: state.secret().clone(),
-        nonce: nonce.secret().clone(),
-        pkce_verifier: verifier.secret().clone(),
+        state: Secret::new(state.secret().clone()),
+        nonce: Secret::new(nonce.secret().clone()),
+        pkce_verifier: Secret::new(verifier.secret().clone()),
     })
 }
 
 pub async fn finish(
     cache: &MetadataCache,
     http: &reqwest::Client,
-    s: &OidcSettings<'_>,
+    s: &OidcSettings,
     provider_id: &str,
     code: &str,
-    nonce: &str,
-    pkce_verifier: &str,
+    nonce: &Secret,
+    pkce_verifier: &Secret,
 ) -> Result<(Identity, Option<String>), LoginError> {
-    let client = client(cache, http, s).await?;
+    let client = cache.client(http, s).await?;
     let token = client
         .exchange_code(AuthorizationCode::new(code.to_string()))
         .map_err(|e| LoginError::Provider(e.to_string()))?
-        .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()))
+        .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.expose().clone()))
         .request_async(http)
         .await
         .map_err(|e| LoginError::Refused(format!("code exchange failed: {}", chain(&e))))?;
@@ -166,7 +159,10 @@ pub async fn finish(
         .id_token()
         .ok_or_else(|| LoginError::Refused("the provider returned no ID token".into()))?;
     let claims = id_token
-        .claims(&client.id_token_verifier(), &Nonce::new(nonce.to_string()))
+        .claims(
+            &client.id_token_verifier(),
+            &Nonce::new(nonce.expose().clone()),
+        )
         .map_err(|e| LoginError::Refused(format!("ID token rejected: {}", chain(&e))))?;
     let verified = |v: Option<bool>| v != Some(false);
     let mut identity = Identity {
@@ -208,11 +204,11 @@ pub async fn finish(
 pub async fn reverify(
     cache: &MetadataCache,
     http: &reqwest::Client,
-    s: &OidcSettings<'_>,
+    s: &OidcSettings,
     refresh_token: &str,
 ) -> Result<Option<String>, LoginError> {
     use openidconnect::{RefreshToken, RequestTokenError};
-    let client = client(cache, http, s).await?;
+    let client = cache.client(http, s).await?;
     let refresh = RefreshToken::new(refresh_token.to_string());
     let request = client
         .exchange_refresh_token(&refresh)

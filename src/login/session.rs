@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::crypto::Sealer;
-use crate::identity::Identity;
-use crate::web::Request;
+use crate::vocab::{Identity, Secret};
+use crate::web::{cookies, Request};
 
 pub const SESSION: &str = "session";
 pub const LOGIN: &str = "login";
@@ -26,9 +26,9 @@ pub struct Session {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoginState {
     pub provider: String,
-    pub state: String,
-    pub nonce: String,
-    pub pkce_verifier: String,
+    pub state: Secret,
+    pub nonce: Secret,
+    pub pkce_verifier: Secret,
     /// The sealed authorization flow to resume.
     pub flow: String,
     pub expires_at: u64,
@@ -36,7 +36,7 @@ pub struct LoginState {
 
 /// `__Host-` cookies need https; on plain-http development setups the prefix is dropped.
 pub fn cookie_name(config: &Config, which: &str) -> String {
-    if config.server.public_url.scheme() == "https" {
+    if config.server.public_url.is_https() {
         format!("__Host-authgate_{which}")
     } else {
         format!("authgate_{which}")
@@ -44,14 +44,11 @@ pub fn cookie_name(config: &Config, which: &str) -> String {
 }
 
 pub fn set_cookie(config: &Config, which: &str, value: &str, max_age_secs: u64) -> String {
-    let secure = if config.server.public_url.scheme() == "https" {
-        "; Secure"
-    } else {
-        ""
-    };
-    format!(
-        "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}",
-        cookie_name(config, which)
+    cookies::set(
+        &cookie_name(config, which),
+        value,
+        max_age_secs,
+        config.server.public_url.is_https(),
     )
 }
 

@@ -1,26 +1,28 @@
 //! Client ID Metadata Documents: a `client_id` that is an https URL names a JSON document
 //! describing the client, which authgate fetches. The fetch is an SSRF surface, so: https
-//! only, every resolved address must be public and the connection is pinned to a vetted
-//! one, no redirects, a short timeout, a small size cap, JSON only. Documents are cached
-//! within bounds of their `Cache-Control`.
+//! only, every address the host resolves to must be public (checked by the HTTP client's
+//! own resolver, so the connection goes to a vetted address, whatever DNS says next), no
+//! redirects, a short timeout, a small size cap, JSON only. Documents are cached within
+//! bounds of their `Cache-Control`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use tokio::sync::Mutex;
 use url::Url;
 
-use super::types::RedirectUri;
 use super::ClientInfo;
 use crate::config::CimdConfig;
+use crate::vocab::{check_display_name, ClientId, RedirectUri};
 
 const MAX_DOCUMENT: usize = 8 * 1024;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const MIN_CACHE: Duration = Duration::from_secs(60);
 const MAX_CACHE: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_CACHE: Duration = Duration::from_secs(300);
+const MAX_CACHED: usize = 10_000;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CimdError {
@@ -43,9 +45,59 @@ pub fn is_document_url(client_id: &str) -> bool {
     client_id.starts_with("https://") || client_id.starts_with("http://")
 }
 
-#[derive(Default)]
+/// Fetched documents, and the two HTTP clients that fetch them: one whose resolver accepts
+/// only public addresses, one that also accepts loopback (`cimd.allow_loopback_http`).
 pub struct DocumentCache {
     entries: Mutex<HashMap<String, (ClientInfo, Instant)>>,
+    public_only: reqwest::Client,
+    loopback_too: reqwest::Client,
+}
+
+impl Default for DocumentCache {
+    fn default() -> Self {
+        let client = |loopback| {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(FETCH_TIMEOUT)
+                .dns_resolver(Arc::new(VettingResolver { loopback }))
+                .user_agent(concat!("authgate/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .expect("building the metadata document client")
+        };
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            public_only: client(false),
+            loopback_too: client(true),
+        }
+    }
+}
+
+/// Resolves a document host and keeps only the addresses it may connect to; none left is an
+/// error the fetch reports as [`CimdError::NonPublicAddress`].
+struct VettingResolver {
+    loopback: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the host resolves to a non-public address")]
+struct NonPublic;
+
+impl reqwest::dns::Resolve for VettingResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let loopback = self.loopback;
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            if addrs.is_empty() || !addrs.iter().all(|a| allowed(a.ip(), loopback)) {
+                return Err(Box::new(NonPublic) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+fn allowed(ip: IpAddr, loopback: bool) -> bool {
+    is_public(ip) || (loopback && ip.is_loopback())
 }
 
 #[derive(Deserialize)]
@@ -67,7 +119,7 @@ fn check_url(client_id: &str, cfg: &CimdConfig) -> Result<Url, CimdError> {
         && url
             .host()
             .as_ref()
-            .is_some_and(crate::config::is_loopback_host);
+            .is_some_and(crate::vocab::is_loopback_host);
     if url.scheme() != "https" && !loopback_dev {
         return Err(CimdError::BadUrl("it must be an https URL".into()));
     }
@@ -149,124 +201,139 @@ impl DocumentCache {
     /// The client a metadata document describes, from cache or fetched.
     pub async fn client(
         &self,
-        client_id: &str,
+        client_id: &ClientId,
         cfg: &CimdConfig,
         allow_custom: bool,
     ) -> Result<ClientInfo, CimdError> {
         if !cfg.enabled {
             return Err(CimdError::Disabled);
         }
-        let url = check_url(client_id, cfg)?;
-        if let Some((info, until)) = self.entries.lock().await.get(client_id) {
+        let url = check_url(client_id.as_str(), cfg)?;
+        if let Some((info, until)) = self
+            .entries
+            .lock()
+            .expect("cimd cache")
+            .get(client_id.as_str())
+        {
             if *until > Instant::now() {
                 return Ok(info.clone());
             }
         }
-        let (info, ttl) = fetch(&url, client_id, cfg, allow_custom).await?;
-        let mut entries = self.entries.lock().await;
-        if entries.len() > 10_000 {
-            entries.clear();
+        let (body, ttl) = self.fetch(&url, cfg).await?;
+        let host = url.host_str().unwrap_or_default();
+        let info = client_from_document(&body, client_id, host, cfg, allow_custom)?;
+        let mut entries = self.entries.lock().expect("cimd cache");
+        if entries.len() > MAX_CACHED {
+            entries.retain(|_, (_, until)| *until > Instant::now());
         }
         entries.insert(client_id.to_string(), (info.clone(), Instant::now() + ttl));
         Ok(info)
     }
-}
 
-async fn fetch(
-    url: &Url,
-    client_id: &str,
-    cfg: &CimdConfig,
-    allow_custom: bool,
-) -> Result<(ClientInfo, Duration), CimdError> {
-    let host = url.host_str().unwrap_or_default().to_string();
-    let port = url.port_or_known_default().unwrap_or(443);
-    let addrs: Vec<SocketAddr> = match url.host() {
-        // An address literal (`https://[2001:db8::1]/…`) is an address, not a name for DNS.
-        Some(url::Host::Ipv4(ip)) => vec![SocketAddr::new(IpAddr::V4(ip), port)],
-        Some(url::Host::Ipv6(ip)) => vec![SocketAddr::new(IpAddr::V6(ip), port)],
-        _ => tokio::time::timeout(
-            FETCH_TIMEOUT,
-            tokio::net::lookup_host((host.as_str(), port)),
-        )
-        .await
-        .map_err(|_| CimdError::Fetch("DNS lookup timed out".into()))?
-        .map_err(|e| CimdError::Fetch(format!("DNS lookup failed: {e}")))?
-        .collect(),
-    };
-    if addrs.is_empty() {
-        return Err(CimdError::Fetch("the host has no address".into()));
-    }
-    let dev_loopback = url.scheme() == "http";
-    for a in &addrs {
-        let ok = is_public(a.ip()) || (dev_loopback && a.ip().is_loopback());
-        if !ok {
+    /// The document's bytes and how long to cache them.
+    async fn fetch(&self, url: &Url, cfg: &CimdConfig) -> Result<(Vec<u8>, Duration), CimdError> {
+        let host = url.host_str().unwrap_or_default().to_string();
+        let dev_loopback = url.scheme() == "http";
+        // The resolver vets names; an address literal (`https://[2001:db8::1]/…`) is an
+        // address, not a name for DNS, and is vetted here.
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        if literal.is_some_and(|ip| !allowed(ip, dev_loopback)) {
             return Err(CimdError::NonPublicAddress(host));
         }
-    }
-    if dev_loopback {
-        tracing::warn!(client_id, "fetching a client metadata document over loopback http (cimd.allow_loopback_http is on)");
-    }
-    // Connect only to the address vetted above, whatever DNS says next.
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(FETCH_TIMEOUT)
-        .resolve(&host, addrs[0])
-        .user_agent(concat!("authgate/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| CimdError::Fetch(e.to_string()))?;
-    let mut resp = client
-        .get(url.clone())
-        .header(reqwest::header::ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(|e| CimdError::Fetch(e.without_url().to_string()))?;
-    if resp.status().is_redirection() {
-        return Err(CimdError::Fetch(
-            "the document URL redirects; redirects are not followed".into(),
-        ));
-    }
-    if resp.status() != reqwest::StatusCode::OK {
-        return Err(CimdError::Fetch(format!("HTTP {}", resp.status())));
-    }
-    let json_type = resp
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            let ct = ct.to_ascii_lowercase();
-            ct.starts_with("application/json")
-                || (ct.starts_with("application/") && ct.contains("+json"))
-        });
-    if !json_type {
-        return Err(CimdError::Invalid(
-            "it is not served as application/json".into(),
-        ));
-    }
-    if resp
-        .content_length()
-        .is_some_and(|l| l as usize > MAX_DOCUMENT)
-    {
-        return Err(CimdError::Invalid(format!(
-            "it is larger than {MAX_DOCUMENT} bytes"
-        )));
-    }
-    let ttl = max_age(resp.headers());
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| CimdError::Fetch(e.without_url().to_string()))?
-    {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_DOCUMENT {
-            return Err(CimdError::Invalid(format!(
-                "it is larger than {MAX_DOCUMENT} bytes"
-            )));
+        if dev_loopback {
+            tracing::warn!(client_id = %url, "fetching a client metadata document over loopback http (cimd.allow_loopback_http is on)");
         }
+        let client = if cfg.allow_loopback_http {
+            &self.loopback_too
+        } else {
+            &self.public_only
+        };
+        let mut resp = client
+            .get(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                if source_is::<NonPublic>(&e) {
+                    CimdError::NonPublicAddress(host.clone())
+                } else {
+                    CimdError::Fetch(e.without_url().to_string())
+                }
+            })?;
+        if resp.status().is_redirection() {
+            return Err(CimdError::Fetch(
+                "the document URL redirects; redirects are not followed".into(),
+            ));
+        }
+        if resp.status() != reqwest::StatusCode::OK {
+            return Err(CimdError::Fetch(format!("HTTP {}", resp.status())));
+        }
+        let json_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                let ct = ct.to_ascii_lowercase();
+                ct.starts_with("application/json")
+                    || (ct.starts_with("application/") && ct.contains("+json"))
+            });
+        if !json_type {
+            return Err(CimdError::Invalid(
+                "it is not served as application/json".into(),
+            ));
+        }
+        let too_large = || CimdError::Invalid(format!("it is larger than {MAX_DOCUMENT} bytes"));
+        if resp
+            .content_length()
+            .is_some_and(|l| l as usize > MAX_DOCUMENT)
+        {
+            return Err(too_large());
+        }
+        let ttl = max_age(resp.headers());
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| CimdError::Fetch(e.without_url().to_string()))?
+        {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_DOCUMENT {
+                return Err(too_large());
+            }
+        }
+        Ok((body, ttl))
     }
-    let doc: Document = serde_json::from_slice(&body)
+}
+
+/// Whether an error of type `T` is somewhere in `e`'s source chain.
+fn source_is<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<T>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// The client a fetched document describes (CIMD draft §4): its `client_id` must be the URL
+/// exactly, no secret, `none` authentication, at least one acceptable redirect URI, and a
+/// name people can read.
+pub fn client_from_document(
+    body: &[u8],
+    client_id: &ClientId,
+    host: &str,
+    cfg: &CimdConfig,
+    allow_custom: bool,
+) -> Result<ClientInfo, CimdError> {
+    let doc: Document = serde_json::from_slice(body)
         .map_err(|e| CimdError::Invalid(format!("not valid JSON metadata: {e}")))?;
-    if doc.client_id != client_id {
+    if doc.client_id != client_id.as_str() {
         return Err(CimdError::Invalid(
             "its client_id is not the URL it was fetched from".into(),
         ));
@@ -292,34 +359,30 @@ async fn fetch(
         .collect::<Result<Vec<_>, _>>()?;
     let name = match doc.client_name.filter(|n| !n.trim().is_empty()) {
         Some(n) => {
-            super::types::check_display_name(&n)
-                .map_err(|e| CimdError::Invalid(format!("client_name {e}")))?;
+            check_display_name(&n).map_err(|e| CimdError::Invalid(format!("client_name {e}")))?;
             n
         }
-        None => host.clone(),
+        None => host.to_string(),
     };
     let host_lc = host.to_ascii_lowercase();
-    Ok((
-        ClientInfo {
-            client_id: client_id.to_string(),
-            name,
-            redirect_uris,
-            secret: None,
-            allowed_scopes: None,
-            allowed_upstreams: None,
-            trusted: cfg
-                .trusted_hosts
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(&host_lc)),
-            // Documents are static and shared by every client of an app: grant types we do
-            // not offer are ignored rather than refused; without the field, both are assumed.
-            refresh_allowed: doc
-                .grant_types
-                .is_none_or(|g| g.iter().any(|t| t == "refresh_token")),
-            document_host: Some(host_lc.clone()),
-        },
-        ttl,
-    ))
+    Ok(ClientInfo {
+        client_id: client_id.clone(),
+        name,
+        redirect_uris,
+        secret: None,
+        allowed_scopes: None,
+        allowed_upstreams: None,
+        trusted: cfg
+            .trusted_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(&host_lc)),
+        // Documents are static and shared by every client of an app: grant types we do not
+        // offer are ignored rather than refused; without the field, both are assumed.
+        refresh_allowed: doc
+            .grant_types
+            .is_none_or(|g| g.iter().any(|t| t == "refresh_token")),
+        document_host: Some(host_lc),
+    })
 }
 
 #[cfg(test)]
@@ -375,7 +438,11 @@ mod tests {
             ("https://127.0.0.1/client.json", "127.0.0.1"),
         ] {
             let parsed = check_url(url, &cfg()).unwrap();
-            let err = fetch(&parsed, url, &cfg(), false).await.err().unwrap();
+            let err = DocumentCache::default()
+                .fetch(&parsed, &cfg())
+                .await
+                .err()
+                .unwrap();
             assert_eq!(err, CimdError::NonPublicAddress(host.into()), "{url}");
         }
     }

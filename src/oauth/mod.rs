@@ -1,70 +1,63 @@
 //! The OAuth 2.1 authorization server for MCP clients, answered by the gateway itself:
-//! discovery, registration, authorization (with login and consent), tokens, revocation and
-//! introspection. Handlers are functions from a [`Request`] to a [`Reply`]; every one takes
-//! `now` so tests fix the clock.
+//! discovery, registration, authorization (sign-in and consent), tokens, revocation and
+//! introspection. Each endpoint module turns a typed request into an outcome with `now` as
+//! an argument, so its rules are unit-tested without a server; [`Authority::handle`] is the
+//! one place requests come in and replies go out.
+//!
+//! - `authorize`: the authorization request, validated into a pending [`flow::Flow`].
+//! - `signin`: the provider chooser, the local login form, upstream provider callbacks.
+//! - `consent`: the consent (or "continue?") page and the decision.
+//! - `flow`: where a flow goes next, and minting its single code.
+//! - `token`, `revoke`: the token endpoint; revocation and introspection.
+//! - `register`, `cimd`, `client_auth`: who clients are.
 
 pub mod authorize;
 pub mod cimd;
+pub mod client_auth;
+pub mod consent;
 pub mod error;
+pub mod flow;
 pub mod metadata;
 pub mod pkce;
 pub mod register;
+pub mod revoke;
+pub mod signin;
 pub mod token;
-pub mod types;
 
 use std::sync::Arc;
 
 use http::Method;
 
 use crate::config::Config;
-use crate::crypto::{Sealer, SecretHash};
+use crate::crypto::Sealer;
+use crate::login::forms::FormTokens;
 use crate::login::Logins;
 use crate::store::{Cached, Store};
+use crate::vocab::paths::Endpoint;
+use crate::vocab::{ClientId, ErrorCode, RedirectUri, ScopeSet, SecretHash, UpstreamName};
 use crate::web::{Reply, Request};
 pub use error::OAuthError;
-use types::RedirectUri;
-
-/// Path prefixes the authorization server answers; the router sends these here first.
-pub const PATHS: &[&str] = &[
-    "/.well-known",
-    "/authorize",
-    "/token",
-    "/register",
-    "/revoke",
-    "/introspect",
-    "/login",
-    "/callback",
-    "/consent",
-];
-
-pub fn is_oauth_path(path: &str) -> bool {
-    PATHS.iter().any(|p| {
-        path == *p
-            || path
-                .strip_prefix(p)
-                .is_some_and(|rest| rest.starts_with('/'))
-    })
-}
 
 /// The long-lived parts of the authorization server; the config comes per request.
 pub struct Authority {
     pub store: Arc<Cached>,
     pub sealer: Sealer,
-    pub forms: crate::web::csrf::FormTokens,
+    pub forms: FormTokens,
     pub logins: Logins,
     pub cimd: cimd::DocumentCache,
     pub registrations: register::RateLimiter,
 }
 
-/// A client as the authorization server sees it, pre-registered or dynamically registered.
+/// A client as the authorization server sees it: pre-registered, dynamically registered or
+/// described by a metadata document.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
-    pub client_id: String,
+    pub client_id: ClientId,
     pub name: String,
     pub redirect_uris: Vec<RedirectUri>,
     pub secret: Option<SecretHash>,
-    pub allowed_scopes: Option<Vec<String>>,
-    pub allowed_upstreams: Option<Vec<String>>,
+    pub allowed_scopes: Option<ScopeSet>,
+    pub allowed_upstreams: Option<Vec<UpstreamName>>,
     pub trusted: bool,
     /// Registered for the `refresh_token` grant: gets refresh tokens.
     pub refresh_allowed: bool,
@@ -78,34 +71,27 @@ impl ClientInfo {
     /// (the code is useless without its secret) or a metadata-document client redirecting to
     /// https on its own host. Loopback and custom-scheme redirects of public clients prove
     /// nothing (RFC 8252 §8.6): any local program can claim them.
-    pub fn identity_assured(&self, redirect_uri: &str) -> bool {
-        if self.secret.is_some() {
-            return true;
-        }
-        let Some(host) = &self.document_host else {
-            return false;
-        };
-        url::Url::parse(redirect_uri)
-            .ok()
-            .is_some_and(|u| u.scheme() == "https" && u.host_str() == Some(host.as_str()))
+    pub fn identity_assured(&self, redirect_uri: &RedirectUri) -> bool {
+        self.secret.is_some()
+            || self
+                .document_host
+                .as_deref()
+                .is_some_and(|host| redirect_uri.is_https_on(host))
     }
 }
 
 impl Authority {
+    /// The client `client_id` names: from the config, a metadata document, or the store.
     pub async fn client(
         &self,
         config: &Config,
-        client_id: &str,
+        client_id: &ClientId,
     ) -> Result<Option<ClientInfo>, OAuthError> {
-        if let Some(c) = config.client(client_id) {
+        if let Some(c) = config.client(client_id.as_str()) {
             return Ok(Some(ClientInfo {
                 client_id: c.client_id.clone(),
                 name: c.name.clone(),
-                redirect_uris: c
-                    .redirect_uris
-                    .iter()
-                    .map(|u| RedirectUri(u.clone()))
-                    .collect(),
+                redirect_uris: c.redirect_uris.clone(),
                 secret: c.secret,
                 allowed_scopes: c.scopes.clone(),
                 allowed_upstreams: c.upstreams.clone(),
@@ -114,7 +100,7 @@ impl Authority {
                 document_host: None,
             }));
         }
-        if cimd::is_document_url(client_id) {
+        if cimd::is_document_url(client_id.as_str()) {
             return match self
                 .cimd
                 .client(
@@ -126,7 +112,7 @@ impl Authority {
             {
                 Ok(info) => Ok(Some(info)),
                 Err(e) => {
-                    tracing::info!(target: "authgate::audit", event = "cimd_refused", client_id, reason = %e);
+                    tracing::info!(target: "authgate::audit", event = "cimd_refused", client_id = %client_id, reason = %e);
                     Err(OAuthError::invalid_client(e.to_string()))
                 }
             };
@@ -134,97 +120,106 @@ impl Authority {
         let Some(rec) = self.store.get_client(client_id).await? else {
             return Ok(None);
         };
-        let secret = rec.secret_sha256.as_deref().and_then(|h| {
-            let bytes: Vec<u8> = (0..h.len())
-                .step_by(2)
-                .filter_map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
-                .collect();
-            bytes.try_into().ok().map(SecretHash)
-        });
         Ok(Some(ClientInfo {
-            client_id: rec.client_id.clone(),
             name: rec
                 .client_name
                 .clone()
-                .unwrap_or_else(|| rec.client_id.clone()),
-            redirect_uris: rec
-                .redirect_uris
-                .iter()
-                .map(|u| RedirectUri(u.clone()))
-                .collect(),
-            secret,
+                .unwrap_or_else(|| rec.client_id.to_string()),
+            refresh_allowed: rec.refreshes(),
+            client_id: rec.client_id,
+            redirect_uris: rec.redirect_uris,
+            secret: rec.secret_sha256,
             allowed_scopes: None,
             allowed_upstreams: None,
             trusted: false,
-            refresh_allowed: rec.grant_types.iter().any(|g| g == "refresh_token"),
             document_host: None,
         }))
     }
 
-    /// Answers a request for one of [`PATHS`].
-    pub async fn handle(&self, config: &Config, req: &Request, now: u64) -> Reply {
-        let path = req.path.as_str();
-        let cors = matches!(path, "/token" | "/register" | "/revoke" | "/introspect")
-            || path.starts_with("/.well-known");
+    /// Answers a request for one of the gateway's OAuth endpoints.
+    pub async fn handle(
+        &self,
+        config: &Config,
+        endpoint: Endpoint<'_>,
+        req: &Request,
+        now: u64,
+    ) -> Reply {
+        use Endpoint::*;
+        // Endpoints browser-based clients (MCP Inspector) call with fetch: CORS, any origin.
+        let cors = matches!(
+            endpoint,
+            Token
+                | Register
+                | Revoke
+                | Introspect
+                | AuthorizationServerMetadata
+                | Jwks
+                | ProtectedResourceMetadata(_)
+                | UnknownWellKnown
+        );
         if req.method == Method::OPTIONS && cors {
             return preflight();
         }
         let get = req.method == Method::GET || req.method == Method::HEAD;
         let post = req.method == Method::POST;
-        match path {
-            "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration"
-                if get =>
-            {
+        match endpoint {
+            AuthorizationServerMetadata if get => {
                 Reply::json(200, &metadata::authorization_server(config))
                     .with_header(http::header::CACHE_CONTROL, "public, max-age=300")
                     .with_cors()
             }
-            "/.well-known/jwks.json" if get => {
-                Reply::json(200, &serde_json::json!({"keys": []})).with_cors()
-            }
-            p if get
-                && (p == metadata::PRM_PREFIX
-                    || p.starts_with(&format!("{}/", metadata::PRM_PREFIX))) =>
-            {
-                let suffix = &p[metadata::PRM_PREFIX.len()..];
+            Jwks if get => Reply::json(200, &serde_json::json!({"keys": []})).with_cors(),
+            ProtectedResourceMetadata(suffix) if get => {
                 match metadata::upstream_for_prm(config, suffix) {
                     Some(u) => Reply::json(200, &metadata::protected_resource(config, u))
                         .with_header(http::header::CACHE_CONTROL, "public, max-age=300")
                         .with_cors(),
-                    None => Reply::error(404, "not_found", "no protected resource at this path")
+                    None => Reply::error(ErrorCode::NotFound, "no protected resource at this path")
                         .with_cors(),
                 }
             }
-            "/register" if post => register::register(self, config, req, now).await,
-            "/authorize" if get => authorize::authorize(self, config, req, now).await,
-            "/login" if get => authorize::chooser(self, config, req, now),
-            "/consent" if get => authorize::consent_page(self, config, req, now).await,
-            "/consent" if post => authorize::consent_decision(self, config, req, now).await,
-            "/token" if post => token::token(self, config, req, now).await,
-            "/revoke" if post => token::revoke(self, config, req, now).await,
-            "/introspect" if post => token::introspect(self, config, req, now).await,
-            p if p.starts_with("/login/") && get => {
-                authorize::login_start(self, config, req, &p[7..], now).await
+            Register if post => register::handle(self, config, req).await,
+            Authorize if get => authorize::handle(self, config, req, now)
+                .await
+                .render(config),
+            Chooser if get => signin::chooser(self, config, req, now).render(config),
+            Login(id) if get => signin::start(self, config, req, id, now)
+                .await
+                .render(config),
+            Login(id) if post => signin::local(self, config, req, id, now)
+                .await
+                .render(config),
+            Callback(id) if get => signin::callback(self, config, req, id, now)
+                .await
+                .render(config),
+            Consent if get => consent::page(self, config, req, now).await.render(config),
+            Consent if post => consent::decide(self, config, req, now).await.render(config),
+            Token if post => token::handle(self, config, req, now).await,
+            Revoke if post => revoke::revoke(self, config, req, now).await,
+            Introspect if post => revoke::introspect(self, config, req, now).await,
+            UnknownWellKnown
+            | AuthorizationServerMetadata
+            | Jwks
+            | ProtectedResourceMetadata(_)
+                if !get =>
+            {
+                method_not_allowed("GET").with_cors()
             }
-            p if p.starts_with("/login/") && post => {
-                authorize::local_login(self, config, req, &p[7..], now).await
+            UnknownWellKnown => {
+                Reply::error(ErrorCode::NotFound, "unknown metadata document").with_cors()
             }
-            p if p.starts_with("/callback/") && get => {
-                authorize::callback(self, config, req, &p[10..], now).await
-            }
-            p if p.starts_with("/.well-known/") => {
-                Reply::error(404, "not_found", "unknown metadata document").with_cors()
-            }
-            "/token" | "/register" | "/revoke" | "/introspect" => {
-                Reply::error(405, "invalid_request", "use POST")
-                    .with_header(http::header::ALLOW, "POST")
-                    .with_cors()
-            }
-            "/authorize" | "/login" => Reply::error(405, "invalid_request", "use GET")
-                .with_header(http::header::ALLOW, "GET"),
-            _ => Reply::error(404, "not_found", "no such endpoint"),
+            Token | Register | Revoke | Introspect => method_not_allowed("POST").with_cors(),
+            Authorize | Chooser | Callback(_) => method_not_allowed("GET"),
+            Login(_) | Consent => method_not_allowed("GET, POST"),
+            _ => Reply::error(ErrorCode::NotFound, "no such endpoint"),
         }
     }
+}
+
+fn method_not_allowed(allow: &'static str) -> Reply {
+    Reply::error(ErrorCode::InvalidRequest, &format!("use {allow}"))
+        .with_status(405)
+        .with_header(http::header::ALLOW, allow)
 }
 
 fn preflight() -> Reply {

@@ -1,48 +1,94 @@
 //! Dynamic client registration (RFC 7591). Open by default for public clients (MCP clients
 //! depend on it); `auth.registration` can require an initial access token or turn it off.
+//! Each client address may register `auth.registration_rate_limit` times a minute (a GCRA
+//! limiter from `governor`: a steady rate with that burst, no doubled burst at window edges).
 
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::HashMapStateStore;
+use governor::Quota;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::types::RedirectUri;
 use super::{Authority, OAuthError};
 use crate::config::{Config, Registration};
-use crate::crypto::{random_id, random_secret, SecretHash};
+use crate::crypto::{random_id, random_secret};
 use crate::store::{ClientRecord, Store};
+use crate::vocab::{check_display_name, ClientId, ErrorCode, RedirectUri, SecretHash};
+use crate::web::authorization::{credentials, Credentials};
 use crate::web::{Reply, Request};
 
 const MAX_REDIRECT_URIS: usize = 10;
+const MAX_NAME: usize = 200;
+/// Addresses the limiter remembers before it forgets those idle long enough to be full again.
+const MAX_TRACKED: usize = 100_000;
+
+type Gcra<C> = governor::RateLimiter<
+    IpAddr,
+    HashMapStateStore<IpAddr>,
+    C,
+    NoOpMiddleware<<C as Clock>::Instant>,
+>;
 
 /// Registrations per client address per minute: MCP clients such as Claude register anew on
 /// every connection, so the endpoint stays open, but one address cannot flood the store.
-#[derive(Default)]
-pub struct RateLimiter {
-    windows: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (u64, u32)>>,
+pub struct RateLimiter<C: Clock = DefaultClock> {
+    clock: C,
+    /// The limiter for the current limit (rebuilt when a new config changes it).
+    current: Mutex<Option<(u32, Arc<Gcra<C>>)>>,
 }
 
-impl RateLimiter {
-    /// Counts one registration from `ip` in the minute of `now`; false when over `limit`.
-    pub fn allow(&self, ip: Option<std::net::IpAddr>, limit: u32, now: u64) -> bool {
-        let (Some(ip), true) = (ip, limit > 0) else {
-            return true;
-        };
-        let minute = now / 60;
-        let mut windows = self.windows.lock().expect("rate limiter lock");
-        if windows.len() > 100_000 {
-            windows.retain(|_, (m, _)| *m == minute);
-        }
-        let entry = windows.entry(ip).or_insert((minute, 0));
-        if entry.0 != minute {
-            *entry = (minute, 0);
-        }
-        entry.1 += 1;
-        entry.1 <= limit
+impl Default for RateLimiter {
+    fn default() -> Self {
+        Self::with_clock(DefaultClock::default())
     }
 }
-const MAX_NAME: usize = 200;
 
-#[derive(Deserialize)]
-struct Metadata {
+impl<C: Clock + Clone> RateLimiter<C> {
+    pub fn with_clock(clock: C) -> Self {
+        Self {
+            clock,
+            current: Mutex::new(None),
+        }
+    }
+
+    /// Counts one registration from `ip`; `Err` with how long to wait when over `per_minute`
+    /// (0: unlimited; no address: not limited).
+    pub fn check(&self, ip: Option<IpAddr>, per_minute: u32) -> Result<(), Duration> {
+        let (Some(ip), Some(limit)) = (ip, NonZeroU32::new(per_minute)) else {
+            return Ok(());
+        };
+        let gcra = {
+            let mut current = self.current.lock().expect("rate limiter lock");
+            match &*current {
+                Some((l, g)) if *l == per_minute => g.clone(),
+                _ => {
+                    let g = Arc::new(Gcra::hashmap_with_clock(
+                        Quota::per_minute(limit),
+                        self.clock.clone(),
+                    ));
+                    *current = Some((per_minute, g.clone()));
+                    g
+                }
+            }
+        };
+        if gcra.len() > MAX_TRACKED {
+            gcra.retain_recent();
+        }
+        gcra.check_key(&ip)
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+}
+
+/// Client metadata as sent (RFC 7591 §2); fields authgate does not use are accepted and
+/// ignored.
+#[derive(Debug, Deserialize)]
+pub struct Metadata {
     redirect_uris: Option<Vec<String>>,
     token_endpoint_auth_method: Option<String>,
     grant_types: Option<Vec<String>>,
@@ -54,55 +100,69 @@ struct Metadata {
     _other: Map<String, Value>,
 }
 
-pub async fn register(auth: &Authority, config: &Config, req: &Request, now: u64) -> Reply {
-    match register_inner(auth, config, req, now).await {
-        Ok(r) => r,
+pub async fn handle(auth: &Authority, config: &Config, req: &Request) -> Reply {
+    let now = crate::vocab::unix_now();
+    if let Err(wait) = auth
+        .registrations
+        .check(req.client_ip, config.auth.registration_rate_limit)
+    {
+        return Reply::error(
+            ErrorCode::TemporarilyUnavailable,
+            "too many registrations from this address; try again later",
+        )
+        .with_status(429)
+        .with_header(http::header::RETRY_AFTER, wait.as_secs().max(1).to_string())
+        .with_cors();
+    }
+    let result: Result<Value, OAuthError> = async {
+        allowed(config, req)?;
+        let md: Metadata = serde_json::from_slice(&req.body).map_err(|e| {
+            OAuthError::invalid_client_metadata(format!(
+                "the body is not valid client metadata JSON: {e}"
+            ))
+        })?;
+        let scope = md.scope.clone();
+        let (record, secret) = validate(config, md, now)?;
+        auth.store.put_client(record.clone()).await?;
+        tracing::info!(
+            target: "authgate::audit",
+            event = "client_registered",
+            client_id = %record.client_id,
+            client_name = record.client_name.as_deref().unwrap_or("-"),
+            auth_method = %record.token_endpoint_auth_method,
+        );
+        Ok(response(&record, secret.as_deref(), scope.as_deref()))
+    }
+    .await;
+    match result {
+        Ok(body) => Reply::json(201, &body).with_cors(),
         Err(e) => e.reply(),
     }
 }
 
-async fn register_inner(
-    auth: &Authority,
-    config: &Config,
-    req: &Request,
-    now: u64,
-) -> Result<Reply, OAuthError> {
-    if !auth
-        .registrations
-        .allow(req.client_ip, config.auth.registration_rate_limit, now)
-    {
-        return Ok(Reply::error(
-            429,
-            "invalid_request",
-            "too many registrations from this address; try again in a minute",
-        )
-        .with_header(http::header::RETRY_AFTER, "60")
-        .with_cors());
-    }
+/// `auth.registration`: open, behind an initial access token, or off.
+fn allowed(config: &Config, req: &Request) -> Result<(), OAuthError> {
     match &config.auth.registration {
-        Registration::Open => {}
-        Registration::Off => {
-            return Err(OAuthError::access_denied(
-                "dynamic client registration is disabled",
-            ))
-        }
-        Registration::Token(expected) => {
-            let presented = req
-                .header(http::header::AUTHORIZATION)
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .map(SecretHash::of);
-            if !presented.is_some_and(|p| p.ct_eq(expected)) {
-                return Err(OAuthError::invalid_client(
-                    "an initial access token is required to register",
-                ));
-            }
-        }
+        Registration::Open => Ok(()),
+        Registration::Off => Err(OAuthError::access_denied(
+            "dynamic client registration is disabled",
+        )),
+        Registration::Token(expected) => match credentials(&req.headers) {
+            Ok(Some(Credentials::Bearer(t))) if SecretHash::of(t).ct_eq(expected) => Ok(()),
+            _ => Err(OAuthError::invalid_client(
+                "an initial access token is required to register",
+            )),
+        },
     }
-    let md: Metadata = serde_json::from_slice(&req.body).map_err(|e| {
-        OAuthError::invalid_client_metadata(format!(
-            "the body is not valid client metadata JSON: {e}"
-        ))
-    })?;
+}
+
+/// Checks client metadata into the record to keep and, for a confidential client, its new
+/// secret (shown once, stored as sha256).
+pub fn validate(
+    config: &Config,
+    md: Metadata,
+    now: u64,
+) -> Result<(ClientRecord, Option<String>), OAuthError> {
     let uris = md
         .redirect_uris
         .filter(|u| !u.is_empty())
@@ -113,12 +173,11 @@ async fn register_inner(
         )));
     }
     let allow_custom = config.auth.allow_custom_scheme_redirects;
-    let mut redirect_uris = Vec::new();
-    for u in &uris {
-        let parsed = RedirectUri::parse_registered(u, allow_custom)
-            .map_err(OAuthError::invalid_redirect_uri)?;
-        redirect_uris.push(parsed.0);
-    }
+    let redirect_uris = uris
+        .iter()
+        .map(|u| RedirectUri::parse_registered(u, allow_custom))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(OAuthError::invalid_redirect_uri)?;
     let method = md
         .token_endpoint_auth_method
         .unwrap_or_else(|| "client_secret_basic".into());
@@ -161,56 +220,51 @@ async fn register_inner(
                 "client_name is longer than {MAX_NAME} characters"
             )));
         }
-        super::types::check_display_name(name)
+        check_display_name(name)
             .map_err(|e| OAuthError::invalid_client_metadata(format!("client_name {e}")))?;
     }
-    let client_id = format!("agc_{}", random_id());
     let secret = (method != "none").then(|| random_secret("ag_cs_"));
     let record = ClientRecord {
-        client_id: client_id.clone(),
-        client_name: md.client_name.clone(),
-        redirect_uris: redirect_uris.clone(),
-        secret_sha256: secret.as_ref().map(|s| {
-            SecretHash::of(s)
-                .0
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        }),
-        token_endpoint_auth_method: method.clone(),
-        grant_types: grant_types.clone(),
-        application_type: md.application_type.clone(),
+        client_id: ClientId::new(format!("agc_{}", random_id())),
+        client_name: md.client_name,
+        redirect_uris,
+        secret_sha256: secret.as_deref().map(SecretHash::of),
+        token_endpoint_auth_method: method,
+        grant_types,
+        application_type: md.application_type,
         created_at: now,
         first_used_at: None,
     };
-    auth.store.put_client(record).await?;
-    tracing::info!(
-        target: "authgate::audit",
-        event = "client_registered",
-        client_id = %client_id,
-        client_name = md.client_name.as_deref().unwrap_or("-"),
-        auth_method = %method,
-    );
+    Ok((record, secret))
+}
+
+/// RFC 7591 §3.2.1: the registered metadata, with no `null` values (clients' schemas treat
+/// absent and null differently).
+fn response(record: &ClientRecord, secret: Option<&str>, scope: Option<&str>) -> Value {
     let mut body = json!({
-        "client_id": client_id,
-        "client_id_issued_at": now,
-        "redirect_uris": redirect_uris,
-        "token_endpoint_auth_method": method,
-        "grant_types": grant_types,
+        "client_id": record.client_id,
+        "client_id_issued_at": record.created_at,
+        "redirect_uris": record.redirect_uris,
+        "token_endpoint_auth_method": record.token_endpoint_auth_method,
+        "grant_types": record.grant_types,
         "response_types": ["code"],
     });
-    if let Some(n) = md.client_name {
+    if let Some(n) = &record.client_name {
         body["client_name"] = json!(n);
     }
-    if let Some(a) = md.application_type {
+    if let Some(a) = &record.application_type {
         body["application_type"] = json!(a);
     }
-    if let Some(s) = md.scope {
+    if let Some(s) = scope {
         body["scope"] = json!(s);
     }
     if let Some(s) = secret {
         body["client_secret"] = json!(s);
         body["client_secret_expires_at"] = json!(0);
     }
-    Ok(Reply::json(201, &body).with_cors())
+    body
 }
+
+#[cfg(test)]
+#[path = "register_tests.rs"]
+mod tests;

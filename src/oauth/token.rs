@@ -1,96 +1,111 @@
-//! `/token` (authorization code and refresh token grants), `/revoke` (RFC 7009) and
-//! `/introspect` (RFC 7662). Client authentication is shared: `client_secret_basic`,
-//! `client_secret_post`, or `none` for public clients.
+//! `POST /token`: the authorization code grant (single-use codes, PKCE S256, the redirect URI
+//! and resource of the authorization) and the refresh token grant (rotation on every use; a
+//! retry within `refresh_grace` gets the same answer; reuse after it revokes the grant).
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use serde_json::json;
 
-use super::types::{canonical_resource, ScopeSet};
+use super::client_auth::{authenticate, read_form};
+use super::flow::UPSTREAM_CREDENTIAL;
 use super::{pkce, Authority, ClientInfo, OAuthError};
 use crate::config::Config;
-use crate::crypto::{random_secret, SecretHash};
+use crate::crypto::{random_secret, Sealer};
 use crate::store::{GrantRecord, NewTokens, Rotation, SealedSuccessor, Store, TakenCode};
+use crate::vocab::{canonical_resource, ScopeSet, Secret, SecretHash};
 use crate::web::{Params, Reply, Request};
 
-/// Reads and checks the form and the client's credentials.
-async fn authenticate_client(
-    auth: &Authority,
-    config: &Config,
-    req: &Request,
-    form: &Params,
-) -> Result<ClientInfo, OAuthError> {
-    let basic = req
-        .header(http::header::AUTHORIZATION)
-        .and_then(|h| {
-            h.strip_prefix("Basic ")
-                .or_else(|| h.strip_prefix("basic "))
-        })
-        .map(|b64| {
-            let raw = STANDARD
-                .decode(b64.trim())
-                .map_err(|_| OAuthError::invalid_client("malformed Basic credentials"))?;
-            let raw = String::from_utf8(raw)
-                .map_err(|_| OAuthError::invalid_client("malformed Basic credentials"))?;
-            let (id, secret) = raw
-                .split_once(':')
-                .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials"))?;
-            // RFC 6749 §2.3.1: both parts are form-urlencoded.
-            let dec = |s: &str| {
-                serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
-                    .ok()
-                    .and_then(|v| v.into_iter().next().map(|(_, v)| v))
-                    .unwrap_or_default()
-            };
-            Ok::<_, OAuthError>((dec(id), dec(secret)))
-        })
-        .transpose()?;
-    let (client_id, secret) = match (&basic, form.get("client_id")) {
-        (Some((id, secret)), form_id) => {
-            if form_id.is_some_and(|f| f != id) {
-                return Err(OAuthError::invalid_request(
-                    "client_id differs from the Basic credentials",
-                ));
-            }
-            (id.clone(), Some(secret.clone()))
-        }
-        (None, Some(id)) => (
-            id.to_string(),
-            form.get("client_secret").map(str::to_string),
-        ),
-        (None, None) => {
-            return Err(OAuthError::invalid_client(
-                "client authentication is required",
-            ))
-        }
-    };
-    let client = auth
-        .client(config, &client_id)
-        .await?
-        .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
-    if let Some(expected) = &client.secret {
-        let ok = secret.is_some_and(|s| SecretHash::of(&s).ct_eq(expected));
-        if !ok {
-            tracing::info!(target: "authgate::audit", event = "client_auth_failed", client_id = %client_id);
-            return Err(OAuthError::invalid_client("client authentication failed"));
-        }
-    }
-    Ok(client)
+/// A token request, read on its `grant_type`: an unsupported grant fails here.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TokenRequest {
+    /// RFC 6749 §4.1.3 with RFC 7636's verifier and RFC 8707's resource.
+    AuthorizationCode {
+        code: Secret,
+        code_verifier: Secret,
+        redirect_uri: Option<String>,
+        resource: Option<String>,
+    },
+    /// RFC 6749 §6.
+    RefreshToken {
+        refresh_token: Secret,
+        scope: Option<String>,
+        resource: Option<String>,
+    },
 }
 
-fn read_form(req: &Request) -> Result<Params, OAuthError> {
-    if !req.is_form() {
-        return Err(OAuthError::invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        ));
+impl TokenRequest {
+    pub fn parse(form: &Params) -> Result<Self, OAuthError> {
+        let required = |k: &str, why: &str| {
+            form.get(k)
+                .map(|v| Secret::new(v.to_string()))
+                .ok_or_else(|| OAuthError::invalid_request(format!("{k} is required{why}")))
+        };
+        let optional = |k: &str| form.get(k).map(str::to_string);
+        match form.get("grant_type") {
+            Some("authorization_code") => Ok(Self::AuthorizationCode {
+                code: required("code", "")?,
+                code_verifier: required("code_verifier", " (PKCE)")?,
+                redirect_uri: optional("redirect_uri"),
+                resource: optional("resource"),
+            }),
+            Some("refresh_token") => Ok(Self::RefreshToken {
+                refresh_token: required("refresh_token", "")?,
+                scope: optional("scope"),
+                resource: optional("resource"),
+            }),
+            Some(other) => Err(OAuthError::unsupported_grant_type(format!(
+                "grant_type `{other}` is not supported"
+            ))),
+            None => Err(OAuthError::invalid_request("grant_type is required")),
+        }
     }
-    let form = req.form();
-    if let Some(dup) = form.repeated() {
-        return Err(OAuthError::invalid_request(format!(
-            "`{dup}` was sent more than once"
-        )));
+}
+
+pub async fn handle(auth: &Authority, config: &Config, req: &Request, now: u64) -> Reply {
+    let result = async {
+        let form = read_form(req)?;
+        let client = authenticate(auth, config, req, &form).await?;
+        match TokenRequest::parse(&form)? {
+            TokenRequest::AuthorizationCode {
+                code,
+                code_verifier,
+                redirect_uri,
+                resource,
+            } => {
+                let presented = Presented {
+                    redirect_uri: redirect_uri.as_deref(),
+                    resource: resource.as_deref(),
+                };
+                exchange_code(auth, config, &client, &code, &code_verifier, presented, now).await
+            }
+            TokenRequest::RefreshToken {
+                refresh_token,
+                scope,
+                resource,
+            } => {
+                refresh(
+                    auth,
+                    config,
+                    &client,
+                    &refresh_token,
+                    scope.as_deref(),
+                    resource.as_deref(),
+                    now,
+                )
+                .await
+            }
+        }
     }
-    Ok(form)
+    .await;
+    match result {
+        Ok(body) => token_reply(body),
+        Err(e) => e.reply(),
+    }
+}
+
+/// What the token request repeats of the authorization request, to be checked against it.
+#[derive(Debug, Clone, Copy)]
+pub struct Presented<'a> {
+    pub redirect_uri: Option<&'a str>,
+    pub resource: Option<&'a str>,
 }
 
 /// A new access token, and a refresh token when the client is registered for that grant.
@@ -107,12 +122,14 @@ fn mint(config: &Config, refresh: bool, now: u64) -> (String, Option<String>, Ne
     (access, refresh, tokens)
 }
 
-fn token_body(config: &Config, access: &str, refresh: Option<&str>, scopes: &[String]) -> Vec<u8> {
+/// The token response (RFC 6749 §5.1), as bytes: a retry in the grace window gets exactly
+/// these bytes again.
+fn token_body(config: &Config, access: &str, refresh: Option<&str>, scopes: &ScopeSet) -> Vec<u8> {
     let mut body = json!({
         "access_token": access,
         "token_type": "Bearer",
         "expires_in": config.auth.access_token_ttl.as_secs(),
-        "scope": scopes.join(" "),
+        "scope": scopes.to_string(),
     });
     if let Some(r) = refresh {
         body["refresh_token"] = json!(r);
@@ -130,59 +147,23 @@ fn token_reply(body: Vec<u8>) -> Reply {
     .with_cors()
 }
 
-/// The key a rotation's answer is sealed under: derived from the refresh token itself (and
-/// distinct from the sha256 the store is keyed by), so only a holder of the old token can
-/// read the answer kept for retries.
-fn grace_sealer(refresh_token: &str) -> crate::crypto::Sealer {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(b"authgate refresh grace\0");
-    h.update(refresh_token.as_bytes());
-    crate::crypto::Sealer::new(&h.finalize().into())
-}
-
-const GRACE: &str = "refresh-grace";
-
-pub async fn token(auth: &Authority, config: &Config, req: &Request, now: u64) -> Reply {
-    match token_inner(auth, config, req, now).await {
-        Ok(r) => r,
-        Err(e) => e.reply(),
-    }
-}
-
-async fn token_inner(
-    auth: &Authority,
-    config: &Config,
-    req: &Request,
-    now: u64,
-) -> Result<Reply, OAuthError> {
-    let form = read_form(req)?;
-    let client = authenticate_client(auth, config, req, &form).await?;
-    match form.get("grant_type") {
-        Some("authorization_code") => authorization_code(auth, config, &client, &form, now).await,
-        Some("refresh_token") => refresh(auth, config, &client, &form, now).await,
-        Some(other) => Err(OAuthError::unsupported_grant_type(format!(
-            "grant_type `{other}` is not supported"
-        ))),
-        None => Err(OAuthError::invalid_request("grant_type is required")),
-    }
-}
-
-async fn authorization_code(
+/// The authorization code grant: the code is taken once (a replay revokes what it issued),
+/// and must belong to this client, its redirect URI, PKCE verifier and resource.
+pub async fn exchange_code(
     auth: &Authority,
     config: &Config,
     client: &ClientInfo,
-    form: &Params,
+    code: &Secret,
+    verifier: &Secret,
+    presented: Presented<'_>,
     now: u64,
-) -> Result<Reply, OAuthError> {
-    let code = form
-        .get("code")
-        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
-    let verifier = form
-        .get("code_verifier")
-        .ok_or_else(|| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
-    let record = match auth.store.take_code(SecretHash::of(code), now).await? {
-        TakenCode::Fresh(r) => r,
+) -> Result<Vec<u8>, OAuthError> {
+    let record = match auth
+        .store
+        .take_code(SecretHash::of(code.expose()), now)
+        .await?
+    {
+        TakenCode::Fresh(r) => *r,
         TakenCode::Replayed { grant_id } => {
             let revoked = auth.store.revoke_grant(&grant_id).await?;
             tracing::warn!(
@@ -200,113 +181,117 @@ async fn authorization_code(
             return Err(OAuthError::invalid_grant("the code is invalid or expired"))
         }
     };
-    if record.client_id != client.client_id {
+    if record.terms.client_id != client.client_id {
         return Err(OAuthError::invalid_grant(
             "the code was issued to another client",
         ));
     }
-    if form
-        .get("redirect_uri")
-        .is_some_and(|r| r != record.redirect_uri)
+    if presented
+        .redirect_uri
+        .is_some_and(|r| r != record.redirect_uri.as_str())
     {
         return Err(OAuthError::invalid_grant(
             "redirect_uri differs from the authorization request",
         ));
     }
-    if !pkce::verify(verifier, &record.code_challenge) {
+    if !pkce::verify(verifier.expose(), &record.code_challenge) {
         return Err(OAuthError::invalid_grant(
             "code_verifier does not match the code_challenge",
         ));
     }
-    if let Some(r) = form.get("resource") {
-        if canonical_resource(r) != canonical_resource(&record.resource) {
+    if let Some(r) = presented.resource {
+        if canonical_resource(r) != canonical_resource(&record.terms.resource) {
             return Err(OAuthError::invalid_target(
                 "resource differs from the authorization request",
             ));
         }
     }
     let (access, refresh, tokens) = mint(config, client.refresh_allowed, now);
-    let record = *record;
     let grant = GrantRecord {
         grant_id: record.grant_id,
-        client_id: record.client_id,
-        identity: record.identity,
-        scopes: record.scopes,
-        upstream: record.upstream,
-        resource: record.resource,
+        terms: record.terms,
         created_at: now,
         verified_at: now,
         upstream_credential: record.upstream_credential,
         refresh: client.refresh_allowed,
     };
+    let body = token_body(config, &access, refresh.as_deref(), &grant.terms.scopes);
     auth.store.issue(grant.clone(), tokens).await?;
     tracing::info!(
         target: "authgate::audit",
         event = "tokens_issued",
         grant_id = %grant.grant_id,
-        client_id = %grant.client_id,
-        user = %grant.identity.user_id(),
-        upstream = %grant.upstream,
+        client_id = %grant.terms.client_id,
+        user = %grant.terms.identity.user_id(),
+        upstream = %grant.terms.upstream,
     );
-    Ok(token_reply(token_body(
-        config,
-        &access,
-        refresh.as_deref(),
-        &grant.scopes,
-    )))
+    Ok(body)
 }
 
-async fn refresh(
+/// The key a rotation's answer is sealed under: derived from the refresh token itself (and
+/// distinct from the sha256 the store is keyed by), so only a holder of the old token can
+/// read the answer kept for retries.
+fn grace_sealer(refresh_token: &str) -> Sealer {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"authgate refresh grace\0");
+    h.update(refresh_token.as_bytes());
+    Sealer::new(&h.finalize().into())
+}
+
+const GRACE: &str = "refresh-grace";
+
+/// The refresh token grant. Scope and resource are checked before rotating, so a refused
+/// request changes nothing.
+pub async fn refresh(
     auth: &Authority,
     config: &Config,
     client: &ClientInfo,
-    form: &Params,
+    presented: &Secret,
+    scope: Option<&str>,
+    resource: Option<&str>,
     now: u64,
-) -> Result<Reply, OAuthError> {
+) -> Result<Vec<u8>, OAuthError> {
     if !client.refresh_allowed {
         return Err(OAuthError::unauthorized_client(
             "this client is not registered for the refresh_token grant",
         ));
     }
-    let presented = form
-        .get("refresh_token")
-        .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
-    let hash = SecretHash::of(presented);
-    // Scope and resource are checked before rotating, so a refused request changes nothing.
+    let hash = SecretHash::of(presented.expose());
     let current = auth.store.find_refresh(hash, now).await?;
     if let Some((_, grant)) = &current {
-        if grant.client_id != client.client_id {
+        if grant.terms.client_id != client.client_id {
             return Err(OAuthError::invalid_grant(
                 "the refresh token was issued to another client",
             ));
         }
-        if let Some(s) = form.get("scope") {
-            let held: ScopeSet = grant.scopes.iter().cloned().collect();
-            if !ScopeSet::parse(s).without_ignored().is_subset(&held) {
+        if let Some(s) = scope {
+            let asked = ScopeSet::parse(s)
+                .map_err(|e| OAuthError::invalid_scope(format!("scope {e}")))?
+                .without_ignored();
+            if !asked.is_subset(&grant.terms.scopes) {
                 return Err(OAuthError::invalid_scope(
                     "a refresh cannot add scopes; authorize again",
                 ));
             }
         }
-        if let Some(r) = form.get("resource") {
-            if canonical_resource(r) != canonical_resource(&grant.resource) {
+        if let Some(r) = resource {
+            if canonical_resource(r) != canonical_resource(&grant.terms.resource) {
                 return Err(OAuthError::invalid_target(
                     "resource differs from the grant",
                 ));
             }
         }
-    }
-    if let Some((_, grant)) = &current {
         reverify_if_due(auth, config, grant, now).await?;
     }
     let (access, refresh, mut tokens) = mint(config, true, now);
     let grace = config.auth.refresh_grace.as_secs();
     let body = current
         .as_ref()
-        .map(|(_, grant)| token_body(config, &access, refresh.as_deref(), &grant.scopes));
+        .map(|(_, grant)| token_body(config, &access, refresh.as_deref(), &grant.terms.scopes));
     if let (Some(body), true) = (&body, grace > 0) {
         tokens.successor = Some(SealedSuccessor {
-            sealed: grace_sealer(presented).seal(GRACE, body),
+            sealed: grace_sealer(presented.expose()).seal(GRACE, body),
             until: now + grace,
         });
     }
@@ -316,17 +301,17 @@ async fn refresh(
         .await?
     {
         Rotation::Rotated(grant) => {
-            tracing::info!(target: "authgate::audit", event = "refreshed", grant_id = %grant.grant_id, client_id = %grant.client_id);
-            let body = body
-                .unwrap_or_else(|| token_body(config, &access, refresh.as_deref(), &grant.scopes));
-            Ok(token_reply(body))
+            tracing::info!(target: "authgate::audit", event = "refreshed", grant_id = %grant.grant_id, client_id = %grant.terms.client_id);
+            Ok(body.unwrap_or_else(|| {
+                token_body(config, &access, refresh.as_deref(), &grant.terms.scopes)
+            }))
         }
         Rotation::Retried { sealed } => {
-            let body = grace_sealer(presented)
+            let body = grace_sealer(presented.expose())
                 .open(GRACE, &sealed)
                 .ok_or_else(|| OAuthError::invalid_grant("the refresh token is invalid"))?;
             tracing::info!(target: "authgate::audit", event = "refresh_retried", client_id = %client.client_id);
-            Ok(token_reply(body))
+            Ok(body)
         }
         Rotation::Reused { grant_id, revoked } => {
             tracing::warn!(
@@ -346,92 +331,6 @@ async fn refresh(
     }
 }
 
-/// RFC 7009: 200 whether or not the token was known; only the owning client may revoke.
-pub async fn revoke(auth: &Authority, config: &Config, req: &Request, now: u64) -> Reply {
-    let result: Result<(), OAuthError> = async {
-        let form = read_form(req)?;
-        let client = authenticate_client(auth, config, req, &form).await?;
-        let token = form.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-        let hash = SecretHash::of(token);
-        let owner = match auth.store.find_access(hash, now).await? {
-            Some(a) => Some(a.client_id),
-            None => auth.store.find_refresh(hash, now).await?.map(|(_, g)| g.client_id),
-        };
-        match owner {
-            Some(owner) if owner == client.client_id => {
-                let revoked = auth.store.revoke_token(hash).await?;
-                tracing::info!(target: "authgate::audit", event = "revoked", client_id = %client.client_id, access_tokens = revoked.len());
-            }
-            Some(_) => {
-                tracing::warn!(target: "authgate::audit", event = "revoke_refused", client_id = %client.client_id, reason = "token of another client");
-            }
-            None => {}
-        }
-        Ok(())
-    }
-    .await;
-    match result {
-        Ok(()) => Reply {
-            status: 200,
-            headers: vec![],
-            body: bytes::Bytes::new(),
-        }
-        .with_cors(),
-        Err(e) => e.reply(),
-    }
-}
-
-/// RFC 7662, for confidential clients (resource servers) only.
-pub async fn introspect(auth: &Authority, config: &Config, req: &Request, now: u64) -> Reply {
-    let result: Result<Reply, OAuthError> = async {
-        let form = read_form(req)?;
-        let client = authenticate_client(auth, config, req, &form).await?;
-        if client.secret.is_none() {
-            return Err(OAuthError::invalid_client("introspection is for confidential clients"));
-        }
-        let token = form.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-        let hash = SecretHash::of(token);
-        if let Some(a) = auth.store.find_access(hash, now).await? {
-            let resource = config.upstream(&a.upstream).map(|u| config.resource_url(u));
-            return Ok(Reply::json(
-                200,
-                &json!({
-                    "active": true,
-                    "token_type": "Bearer",
-                    "scope": a.scopes.join(" "),
-                    "client_id": a.client_id,
-                    "sub": a.identity.user_id(),
-                    "username": a.identity.email.clone().unwrap_or_else(|| a.identity.subject.clone()),
-                    "aud": resource,
-                    "iss": config.server.public_url.as_str(),
-                    "exp": a.expires_at,
-                }),
-            ));
-        }
-        if let Some((r, g)) = auth.store.find_refresh(hash, now).await? {
-            return Ok(Reply::json(
-                200,
-                &json!({
-                    "active": true,
-                    "token_type": "refresh_token",
-                    "scope": g.scopes.join(" "),
-                    "client_id": g.client_id,
-                    "sub": g.identity.user_id(),
-                    "aud": g.resource,
-                    "iss": config.server.public_url.as_str(),
-                    "exp": r.expires_at,
-                }),
-            ));
-        }
-        Ok(Reply::json(200, &json!({"active": false})))
-    }
-    .await;
-    match result {
-        Ok(r) => r.with_cors(),
-        Err(e) => e.reply(),
-    }
-}
-
 /// `reverify_every`: on a refresh, re-check the person at their provider when the last check
 /// is old enough. Only a definite refusal ends the grant; an unreachable provider never does.
 async fn reverify_if_due(
@@ -440,7 +339,8 @@ async fn reverify_if_due(
     grant: &GrantRecord,
     now: u64,
 ) -> Result<(), OAuthError> {
-    let Some(provider) = config.provider(&grant.identity.provider) else {
+    let identity = &grant.terms.identity;
+    let Some(provider) = config.provider(&identity.provider) else {
         return Ok(());
     };
     let Some(every) = provider.reverify_every else {
@@ -452,22 +352,19 @@ async fn reverify_if_due(
     let credential = grant
         .upstream_credential
         .as_deref()
-        .and_then(|c| auth.sealer.open(super::authorize::UPSTREAM_CREDENTIAL, c))
+        .and_then(|c| auth.sealer.open(UPSTREAM_CREDENTIAL, c))
         .and_then(|b| String::from_utf8(b).ok());
     match auth
         .logins
-        .reverify(provider, &grant.identity.subject, credential.as_deref())
+        .reverify(provider, &identity.subject, credential.as_deref())
         .await
     {
         Ok(rotated) => {
-            let sealed = rotated.map(|c| {
-                auth.sealer
-                    .seal(super::authorize::UPSTREAM_CREDENTIAL, c.as_bytes())
-            });
+            let sealed = rotated.map(|c| auth.sealer.seal(UPSTREAM_CREDENTIAL, c.as_bytes()));
             auth.store
                 .grant_verified(&grant.grant_id, now, sealed)
                 .await?;
-            tracing::info!(target: "authgate::audit", event = "reverified", grant_id = %grant.grant_id, user = %grant.identity.user_id());
+            tracing::info!(target: "authgate::audit", event = "reverified", grant_id = %grant.grant_id, user = %identity.user_id());
             Ok(())
         }
         Err(crate::login::LoginError::Refused(why)) => {
@@ -476,7 +373,7 @@ async fn reverify_if_due(
                 target: "authgate::audit",
                 event = "reverify_refused",
                 grant_id = %grant.grant_id,
-                user = %grant.identity.user_id(),
+                user = %identity.user_id(),
                 reason = %why,
                 revoked_tokens = revoked.len(),
             );
@@ -490,3 +387,7 @@ async fn reverify_if_due(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "token_tests.rs"]
+mod tests;

@@ -1,15 +1,17 @@
 //! The protected-resource side: a bearer token on every request to an OAuth route, checked
 //! with one hash and one cache lookup, bound to exactly one upstream (RFC 8707). Failures
-//! answer with the challenge MCP clients discover the authorization server from.
+//! answer with the challenge MCP clients discover the authorization server from (RFC 6750
+//! §3, RFC 9728 §5.1).
 
 use std::sync::Arc;
 
 use http::HeaderMap;
 
 use crate::config::{Config, Upstream};
-use crate::crypto::SecretHash;
 use crate::oauth::metadata::protected_resource_url;
 use crate::store::{AccessRecord, Cached};
+use crate::vocab::{ErrorCode, ScopeSet, SecretHash};
+use crate::web::authorization::{credentials, Credentials};
 use crate::web::Reply;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -20,26 +22,30 @@ pub enum Denied {
     Malformed,
     /// Unknown, expired, revoked, or issued for another upstream.
     Invalid,
-    /// Valid here but without every scope the route needs.
-    InsufficientScope,
+    /// Valid here but without every scope the route needs; the scopes it holds.
+    InsufficientScope(ScopeSet),
+}
+
+impl Denied {
+    /// A short reason for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Denied::Missing => "missing",
+            Denied::Malformed => "malformed",
+            Denied::Invalid => "invalid",
+            Denied::InsufficientScope(_) => "scope",
+        }
+    }
 }
 
 /// The token from the one `Authorization: Bearer` header. A token in the query string is
 /// never looked at (MCP forbids it).
 pub fn bearer(headers: &HeaderMap) -> Result<&str, Denied> {
-    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Err(Denied::Missing);
-    };
-    if values.next().is_some() {
-        return Err(Denied::Malformed);
+    match credentials(headers) {
+        Ok(Some(Credentials::Bearer(token))) => Ok(token),
+        Ok(None) => Err(Denied::Missing),
+        Ok(Some(Credentials::Basic { .. })) | Err(_) => Err(Denied::Malformed),
     }
-    let value = value.to_str().map_err(|_| Denied::Malformed)?;
-    let (scheme, token) = value.split_once(' ').ok_or(Denied::Malformed)?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(Denied::Malformed);
-    }
-    Ok(token.trim())
 }
 
 pub async fn authenticate(
@@ -49,12 +55,7 @@ pub async fn authenticate(
     now: u64,
 ) -> Result<Arc<AccessRecord>, Denied> {
     let token = SecretHash::of(bearer(headers)?);
-    let cached = store.cached(&token, now);
-    let found = match cached {
-        Some(r) => Ok(Some(r)),
-        None => store.authenticate(token, now).await,
-    };
-    let record = match found {
+    let record = match store.authenticate(token, now).await {
         Ok(Some(r)) => r,
         Ok(None) => return Err(Denied::Invalid),
         Err(e) => {
@@ -62,58 +63,57 @@ pub async fn authenticate(
             return Err(Denied::Invalid);
         }
     };
-    if record.upstream != upstream.name.as_str() {
+    if record.upstream != upstream.name {
         return Err(Denied::Invalid);
     }
-    if !upstream.scopes.iter().all(|s| record.scopes.contains(s)) {
-        return Err(Denied::InsufficientScope);
+    if !upstream.scopes.is_subset(&record.scopes) {
+        return Err(Denied::InsufficientScope(record.scopes.clone()));
     }
     Ok(record)
 }
 
-/// 401 (or 403 for scope) with `WWW-Authenticate: Bearer resource_metadata=…, scope=…`.
-pub fn challenge(
-    config: &Config,
-    upstream: &Upstream,
-    denied: &Denied,
-    held: Option<&[String]>,
-) -> Reply {
+/// 401 (or 403 for scope) with `WWW-Authenticate: Bearer resource_metadata=…, scope=…`. The
+/// challenge names no error when no token was sent (RFC 6750 §3.1); the JSON body always
+/// carries an RFC 6750 code, as MCP SDK servers answer.
+pub fn challenge(config: &Config, upstream: &Upstream, denied: &Denied) -> Reply {
     let prm = protected_resource_url(config, upstream);
-    let mut scopes: Vec<String> = held.map(|h| h.to_vec()).unwrap_or_default();
-    for s in &upstream.scopes {
-        if !scopes.contains(s) {
-            scopes.push(s.clone());
-        }
-    }
-    let mut value = String::from("Bearer ");
-    let (status, code, description) = match denied {
-        Denied::Missing => (401, None, "authentication required"),
+    let (code, description) = match denied {
+        Denied::Missing => (ErrorCode::InvalidToken, "authentication required"),
         Denied::Malformed => (
-            401,
-            Some("invalid_request"),
+            ErrorCode::InvalidRequest,
             "send the token as Authorization: Bearer <token>",
         ),
         Denied::Invalid => (
-            401,
-            Some("invalid_token"),
+            ErrorCode::InvalidToken,
             "the access token is invalid, expired or not for this server",
         ),
-        Denied::InsufficientScope => (
-            403,
-            Some("insufficient_scope"),
+        Denied::InsufficientScope(_) => (
+            ErrorCode::InsufficientScope,
             "the access token lacks a scope this server needs",
         ),
     };
-    if let Some(code) = code {
+    // Clients step up with what they hold and what is needed (MCP 2025-11-25).
+    let scopes = match denied {
+        Denied::InsufficientScope(held) => held.union(&upstream.scopes),
+        _ => upstream.scopes.clone(),
+    };
+    let mut value = String::from("Bearer ");
+    if *denied != Denied::Missing {
         value.push_str(&format!(
             "error=\"{code}\", error_description=\"{description}\", "
         ));
     }
     value.push_str(&format!("resource_metadata=\"{prm}\""));
     if !scopes.is_empty() {
-        value.push_str(&format!(", scope=\"{}\"", scopes.join(" ")));
+        value.push_str(&format!(", scope=\"{scopes}\""));
     }
-    Reply::error(status, code.unwrap_or("unauthorized"), description)
+    let status = if matches!(denied, Denied::InsufficientScope(_)) {
+        403
+    } else {
+        401
+    };
+    Reply::error(code, description)
+        .with_status(status)
         .with_header(http::header::WWW_AUTHENTICATE, value)
         .with_cors()
 }

@@ -8,7 +8,8 @@ use http::header::{
 };
 use url::Url;
 
-use crate::config::{is_loopback_host, Config};
+use crate::config::Config;
+use crate::vocab::is_loopback_host;
 use crate::web::Reply;
 
 const ALLOW_HEADERS: &str = "Authorization, Content-Type, Accept, MCP-Protocol-Version, Mcp-Session-Id, Mcp-Method, Mcp-Name, Last-Event-ID";
@@ -25,22 +26,17 @@ pub fn origin_allowed(config: &Config, origin: &str) -> bool {
         return false;
     };
     let normalized = url.origin().ascii_serialization();
-    let own =
-        Url::parse(config.server.public_url.as_str()).map(|u| u.origin().ascii_serialization());
-    if own.as_deref() == Ok(normalized.as_str()) || allowed.iter().any(|a| a == &normalized) {
+    // `public_url` is kept as its origin's serialization: one string compare.
+    if normalized == config.server.public_url.as_str() || allowed.iter().any(|a| a == &normalized) {
         return true;
     }
     allowed.is_empty() && url.host().as_ref().is_some_and(is_loopback_host)
 }
 
+/// A browser Origin not allowed on MCP routes: 403 with a JSON-RPC error (no request id is
+/// known yet), as the MCP transport asks.
 pub fn origin_refused() -> Reply {
-    Reply::json(
-        403,
-        &serde_json::json!({
-            "jsonrpc": "2.0",
-            "error": {"code": -32600, "message": "Origin not allowed"},
-        }),
-    )
+    Reply::jsonrpc_error(403, serde_json::Value::Null, -32600, "Origin not allowed")
 }
 
 /// The answer to a CORS preflight on an MCP route (no token needed: browsers send none).
@@ -74,4 +70,34 @@ pub fn apply_to_response(
     resp.insert_header(ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE_HEADERS)?;
     resp.append_header(VARY, "Origin")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{config, config_with};
+
+    #[test]
+    fn origins_allowed_by_default_and_by_list() {
+        let default = config("");
+        for (origin, ok) in [
+            ("http://127.0.0.1:8080", true),
+            ("http://localhost:6274", true),
+            ("http://[::1]:3000", true),
+            ("https://evil.example", false),
+            ("null", false),
+            ("not a url", false),
+        ] {
+            assert_eq!(origin_allowed(&default, origin), ok, "{origin}");
+        }
+        let listed = config_with("allowed_origins = [\"https://app.example\"]", "");
+        assert!(origin_allowed(&listed, "https://app.example"));
+        assert!(origin_allowed(&listed, "https://APP.example:443"));
+        assert!(
+            !origin_allowed(&listed, "http://localhost:6274"),
+            "a list replaces loopback"
+        );
+        let any = config_with("allowed_origins = [\"*\"]", "");
+        assert!(origin_allowed(&any, "https://any.example"));
+    }
 }

@@ -128,8 +128,11 @@ pub fn identity_for_upstream(
     if !id.groups.is_empty() {
         req.insert_header(h.groups.clone(), group_list(&id.groups))?;
     }
-    req.insert_header(h.client_id.clone(), header_safe(&rec.client_id, b""))?;
-    req.insert_header(h.scopes.clone(), header_safe(&rec.scopes.join(" "), b""))?;
+    req.insert_header(
+        h.client_id.clone(),
+        header_safe(rec.client_id.as_str(), b""),
+    )?;
+    req.insert_header(h.scopes.clone(), header_safe(&rec.scopes.to_string(), b""))?;
     Ok(())
 }
 
@@ -286,17 +289,17 @@ mod tests {
         assert!(req.headers.get("x-authgate-email").is_none());
         assert!(req.headers.get("x-authgate-anything").is_none());
         let rec = crate::store::AccessRecord {
-            grant_id: "g".into(),
-            client_id: "c1".into(),
-            identity: crate::identity::Identity {
+            grant_id: crate::vocab::GrantId::new("g"),
+            client_id: crate::vocab::ClientId::new("c1"),
+            identity: crate::vocab::Identity {
                 provider: "corp".into(),
                 subject: "bob".into(),
                 email: Some("bob@example.test".into()),
                 name: Some("Bób\r\nX-Evil: 1".into()),
                 groups: vec!["a".into(), "cn=x,ou=y".into()],
             },
-            scopes: vec!["mcp:tools".into()],
-            upstream: "u".into(),
+            scopes: crate::vocab::ScopeSet::parse("mcp:tools").unwrap(),
+            upstream: crate::vocab::UpstreamName::parse("u").unwrap(),
             expires_at: 0,
         };
         req.insert_header("x-authgate-email", "admin@evil").unwrap();

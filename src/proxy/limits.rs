@@ -7,6 +7,7 @@ use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use pingora::http::RequestHeader;
 
 use crate::config::HeaderLimits;
+use crate::vocab::ErrorCode;
 use crate::web::Reply;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -23,12 +24,14 @@ impl Refusal {
     pub fn reply(&self) -> Reply {
         match self {
             Self::UriTooLong => Reply::error(
-                414,
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "the request line is longer than the gateway accepts",
-            ),
-            Self::HeadersTooLarge(why) => Reply::error(431, "invalid_request", why),
-            Self::AmbiguousFraming(why) => Reply::error(400, "invalid_request", why),
+            )
+            .with_status(414),
+            Self::HeadersTooLarge(why) => {
+                Reply::error(ErrorCode::InvalidRequest, why).with_status(431)
+            }
+            Self::AmbiguousFraming(why) => Reply::error(ErrorCode::InvalidRequest, why),
         }
     }
 

@@ -6,7 +6,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::{HeaderMap, HeaderName};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::web::Reply;
 
@@ -29,15 +29,7 @@ pub struct Mismatch {
 
 impl Mismatch {
     pub fn reply(&self) -> Reply {
-        Reply::json(
-            400,
-            &json!({
-                "jsonrpc": "2.0",
-                "id": self.id,
-                "error": {"code": HEADER_MISMATCH, "message": self.message},
-            }),
-        )
-        .with_cors()
+        Reply::jsonrpc_error(400, self.id.clone(), HEADER_MISMATCH, &self.message).with_cors()
     }
 }
 
@@ -131,6 +123,7 @@ pub fn check(headers: &HeaderMap, body: &[u8]) -> Result<McpCall, Mismatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn headers(method: Option<&str>, name: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();

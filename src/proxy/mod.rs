@@ -18,9 +18,11 @@
 //! 7. `logging`: one access-log line, for local answers and proxied ones alike.
 
 pub mod bearer;
+mod body;
 pub mod cors;
 pub mod headers;
 pub mod limits;
+pub mod local;
 pub mod mcp;
 pub mod router;
 
@@ -37,8 +39,11 @@ use pingora::upstreams::peer::HttpPeer;
 use crate::config::{Config, UpstreamAuth};
 use crate::oauth::Authority;
 use crate::store::{AccessRecord, Store};
-use crate::web::{Reply, Request};
-use router::{Route, Router, Target};
+use crate::vocab::paths::Endpoint;
+use crate::vocab::{unix_now, ErrorCode};
+use crate::web::Reply;
+use local::{answer, answer_and_close, read_request};
+use router::{Route, Router};
 
 /// One config version with everything derived from it. Swapped whole on reload; a request
 /// keeps the version it started with.
@@ -57,52 +62,6 @@ impl Snapshot {
 pub struct Gateway {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub authority: Arc<Authority>,
-}
-
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Reads a request for a gateway endpoint, body included (bounded).
-async fn read_request(session: &mut Session) -> std::result::Result<Request, Reply> {
-    let req = session.req_header();
-    let mut request = Request::new(req.method.clone(), "/");
-    request.path = req.uri.path().to_string();
-    request.query = req.uri.query().map(str::to_string);
-    request.headers = req.headers.clone();
-    request.client_ip = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip());
-    if matches!(request.method, http::Method::POST | http::Method::PUT) {
-        let mut body = bytes::BytesMut::new();
-        loop {
-            match session.read_request_body().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > crate::web::request::MAX_BODY {
-                        return Err(Reply::error(
-                            413,
-                            "invalid_request",
-                            "the request body is too large",
-                        ));
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(_) => {
-                    return Err(Reply::error(
-                        400,
-                        "invalid_request",
-                        "the request body could not be read",
-                    ))
-                }
-            }
-        }
-        request.body = body.freeze();
-    }
-    Ok(request)
 }
 
 /// What one request carries between phases.
@@ -130,100 +89,92 @@ pub struct RequestCtx {
     refused: Option<&'static str>,
 }
 
-/// Bodies up to this size are read before the upstream is contacted (Pingora's retry buffer
-/// replays them), so a malformed or mismatched request never reaches it.
-const PREREAD_LIMIT: usize = 64 * 1024;
-/// The largest MCP request body authgate will hold for header validation.
-const MAX_HELD_BODY: usize = 16 * 1024 * 1024;
-
 impl Gateway {
-    /// Reads a request body of up to [`PREREAD_LIMIT`] before the upstream is contacted, so a
-    /// malformed body (a bad chunk) or 2026-07-28 `Mcp-Method`/`Mcp-Name` headers that do
-    /// not match it are refused before the upstream sees anything. Larger bodies stream; with
-    /// mirrored headers they are held until complete and checked at their end.
-    async fn preread_body(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let req = session.req_header();
-        let mirrored = req.method == http::Method::POST && mcp::has_mirrored_headers(&req.headers);
-        let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
-        let length = req
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-            .unwrap_or(0);
-        if length > PREREAD_LIMIT {
-            if mirrored {
-                ctx.hold = Some(bytes::BytesMut::new());
+    /// One of the gateway's own endpoints: health, readiness, the authorization server.
+    async fn endpoint(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        config: &Config,
+        endpoint: Endpoint<'_>,
+    ) -> Result<bool> {
+        let reply = match endpoint {
+            Endpoint::Health => {
+                ctx.handler = "healthz";
+                Reply::json(200, &serde_json::json!({"status": "ok"}))
             }
-            return Ok(false);
-        }
-        let mut body = bytes::BytesMut::new();
-        if chunked || length > 0 {
-            session.enable_retry_buffering();
-            loop {
-                match session.read_request_body().await {
-                    Ok(Some(chunk)) => {
-                        body.extend_from_slice(&chunk);
-                        if body.len() > PREREAD_LIMIT {
-                            // A long chunked body: what was read goes on ahead of the rest
-                            // (Pingora's retry buffer only replays 64 KiB).
-                            if mirrored {
-                                ctx.hold = Some(body);
-                            } else {
-                                ctx.prefix = Some(body.freeze());
-                            }
-                            return Ok(false);
-                        }
-                    }
-                    Ok(None) => break,
+            Endpoint::Ready => {
+                ctx.handler = "readyz";
+                match self.authority.store.ping().await {
+                    Ok(()) => Reply::json(200, &serde_json::json!({"status": "ready"})),
                     Err(e) => {
-                        tracing::debug!(error = %e, "malformed request body");
-                        ctx.refused = Some("malformed_body");
-                        session.set_keepalive(None);
-                        let reply =
-                            Reply::error(400, "invalid_request", "the request body is malformed")
-                                .with_origin(ctx.origin.as_deref());
-                        reply.write(session).await?;
-                        return Ok(true);
+                        tracing::warn!(error = %e, "readiness check failed: store");
+                        Reply::error(
+                            ErrorCode::TemporarilyUnavailable,
+                            "the store is not answering",
+                        )
                     }
                 }
             }
-        }
-        if !mirrored {
-            return Ok(false);
-        }
-        match mcp::check(&session.req_header().headers, &body) {
-            Ok(call) => {
-                ctx.mcp = Some(call);
-                Ok(false)
+            endpoint => {
+                ctx.handler = "oauth";
+                match read_request(session).await {
+                    Ok(request) => {
+                        self.authority
+                            .handle(config, endpoint, &request, unix_now())
+                            .await
+                    }
+                    Err(reply) => reply,
+                }
             }
-            Err(m) => {
-                ctx.refused = Some("mcp_header_mismatch");
-                let reply = m.reply().with_origin(ctx.origin.as_deref());
-                self.answer(session, reply).await
-            }
-        }
+        };
+        answer(session, reply).await
     }
 
-    /// Writes a local answer and tells Pingora the request is done.
-    async fn answer(&self, session: &mut Session, reply: Reply) -> Result<bool> {
-        // Unread request body would poison a kept-alive connection: drain a small one, close
-        // after anything else (a rejected upload is not worth reading).
-        let req = session.req_header();
-        let length = req
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
-        let drain = !chunked && length.is_some_and(|l| l <= crate::web::request::MAX_BODY);
-        let drained = match length {
-            Some(l) if drain && l > 0 => session.drain_request_body().await.is_ok(),
-            _ => drain || (!chunked && length.is_none()),
+    /// An upstream route: the browser Origin, CORS preflights, the bearer token, the body.
+    async fn upstream(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        route: Arc<Route>,
+    ) -> Result<bool> {
+        ctx.handler = "upstream";
+        ctx.route = Some(route.clone());
+        let Some(snapshot) = ctx.snapshot.clone() else {
+            return Error::e_explain(ErrorType::InternalError, "no config snapshot");
         };
-        if !drained {
-            session.set_keepalive(None);
+        let req = session.req_header();
+        // DNS rebinding protection (MCP transports): a browser Origin must be allowed.
+        if let Some(origin) = req.headers.get(http::header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or_default().to_string();
+            if !cors::origin_allowed(&snapshot.config, &origin) {
+                ctx.refused = Some("origin");
+                return answer(session, cors::origin_refused()).await;
+            }
+            ctx.origin = Some(origin);
         }
-        reply.write(session).await?;
-        Ok(true)
+        if req.method == http::Method::OPTIONS
+            && req
+                .headers
+                .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            return answer(session, cors::preflight(ctx.origin.as_deref())).await;
+        }
+        let upstream = &route.upstream;
+        if upstream.auth == UpstreamAuth::OAuth {
+            match bearer::authenticate(&self.authority.store, &req.headers, upstream, unix_now())
+                .await
+            {
+                Ok(record) => ctx.access = Some(record),
+                Err(denied) => {
+                    ctx.refused = Some(denied.reason());
+                    let reply = bearer::challenge(&snapshot.config, upstream, &denied)
+                        .with_origin(ctx.origin.as_deref());
+                    return answer(session, reply).await;
+                }
+            }
+        }
+        body::preread(session, ctx).await
     }
 }
 
@@ -251,120 +202,42 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.snapshot.load_full();
         ctx.snapshot = Some(snapshot.clone());
+        ctx.handler = "gateway";
         if let Err(refusal) =
             limits::check(session.req_header(), &snapshot.config.server.header_limits)
         {
-            ctx.handler = "gateway";
             ctx.refused = Some(refusal.reason());
-            if refusal.closes() {
-                session.set_keepalive(None);
-                refusal.reply().write(session).await?;
-                return Ok(true);
-            }
-            return self.answer(session, refusal.reply()).await;
+            return match refusal.closes() {
+                true => answer_and_close(session, refusal.reply()).await,
+                false => answer(session, refusal.reply()).await,
+            };
         }
         let req = session.req_header();
         let path = req.uri.path().to_string();
         if headers::is_ambiguous_path(&path) {
-            ctx.handler = "gateway";
+            ctx.refused = Some("ambiguous_path");
             let reply = Reply::error(
-                400,
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "the request path has dot segments or encoded separators",
             );
-            return self.answer(session, reply).await;
+            return answer(session, reply).await;
         }
-        if crate::oauth::is_oauth_path(&path) {
-            ctx.handler = "oauth";
-            let request = match read_request(session).await {
-                Ok(r) => r,
-                Err(reply) => return self.answer(session, reply).await,
-            };
-            let reply = self
-                .authority
-                .handle(&snapshot.config, &request, unix_now())
+        if let Some(endpoint) = Endpoint::of(&path) {
+            return self
+                .endpoint(session, ctx, &snapshot.config, endpoint)
                 .await;
-            return self.answer(session, reply).await;
         }
-        let host = headers::request_host(req).map(str::to_string);
-        match snapshot.router.classify(host.as_deref(), &path) {
-            Target::Health => {
-                ctx.handler = "healthz";
-                self.answer(
-                    session,
-                    Reply::json(200, &serde_json::json!({"status": "ok"})),
-                )
-                .await
-            }
-            Target::Ready => {
-                ctx.handler = "readyz";
-                let reply = match self.authority.store.ping().await {
-                    Ok(()) => Reply::json(200, &serde_json::json!({"status": "ready"})),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "readiness check failed: store");
-                        Reply::error(503, "temporarily_unavailable", "the store is not answering")
-                    }
-                };
-                self.answer(session, reply).await
-            }
-            Target::Upstream(route, rest) => {
-                ctx.handler = "upstream";
+        let host = headers::request_host(req);
+        match snapshot.router.route(host, &path) {
+            Some((route, rest)) => {
                 ctx.rest = rest.to_string();
                 let route = route.clone();
-                ctx.route = Some(route.clone());
-                let upstream = &route.upstream;
-                // DNS rebinding protection (MCP transports): a browser Origin must be allowed.
-                if let Some(origin) = req.headers.get(http::header::ORIGIN) {
-                    let origin = origin.to_str().unwrap_or_default().to_string();
-                    if !cors::origin_allowed(&snapshot.config, &origin) {
-                        return self.answer(session, cors::origin_refused()).await;
-                    }
-                    ctx.origin = Some(origin);
-                }
-                if req.method == http::Method::OPTIONS
-                    && req
-                        .headers
-                        .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
-                {
-                    return self
-                        .answer(session, cors::preflight(ctx.origin.as_deref()))
-                        .await;
-                }
-                if upstream.auth == UpstreamAuth::OAuth {
-                    let now = unix_now();
-                    match bearer::authenticate(&self.authority.store, &req.headers, upstream, now)
-                        .await
-                    {
-                        Ok(record) => ctx.access = Some(record),
-                        Err(denied) => {
-                            let held = match &denied {
-                                bearer::Denied::InsufficientScope => {
-                                    let token = bearer::bearer(&req.headers).unwrap_or_default();
-                                    self.authority
-                                        .store
-                                        .cached(&crate::crypto::SecretHash::of(token), now)
-                                        .map(|r| r.scopes.clone())
-                                }
-                                _ => None,
-                            };
-                            let reply = bearer::challenge(
-                                &snapshot.config,
-                                upstream,
-                                &denied,
-                                held.as_deref(),
-                            )
-                            .with_origin(ctx.origin.as_deref());
-                            return self.answer(session, reply).await;
-                        }
-                    }
-                }
-                self.preread_body(session, ctx).await
+                self.upstream(session, ctx, route).await
             }
-            Target::NotFound => {
-                ctx.handler = "gateway";
-                self.answer(
+            None => {
+                answer(
                     session,
-                    Reply::error(404, "not_found", "no route serves this path"),
+                    Reply::error(ErrorCode::NotFound, "no route serves this path"),
                 )
                 .await
             }
@@ -420,42 +293,7 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(prefix) = ctx.prefix.take() {
-            let mut joined = bytes::BytesMut::from(&prefix[..]);
-            if let Some(chunk) = body.take() {
-                joined.extend_from_slice(&chunk);
-            }
-            *body = Some(joined.freeze());
-        }
-        let Some(held) = ctx.hold.as_mut() else {
-            return Ok(());
-        };
-        if let Some(chunk) = body.take() {
-            held.extend_from_slice(&chunk);
-            if held.len() > MAX_HELD_BODY {
-                return Error::e_explain(
-                    ErrorType::HTTPStatus(413),
-                    "MCP request body too large to validate",
-                );
-            }
-        }
-        if !end_of_stream {
-            // Empty, not None: None would tell Pingora the body has ended.
-            *body = Some(bytes::Bytes::new());
-            return Ok(());
-        }
-        let all = ctx.hold.take().unwrap_or_default().freeze();
-        match mcp::check(&session.req_header().headers, &all) {
-            Ok(call) => {
-                ctx.mcp = Some(call);
-                *body = Some(all);
-                Ok(())
-            }
-            Err(m) => {
-                ctx.mismatch = Some(m);
-                Error::e_explain(ErrorType::HTTPStatus(400), "MCP header mismatch")
-            }
-        }
+        body::filter(session, body, end_of_stream, ctx)
     }
 
     async fn response_filter(
@@ -477,34 +315,43 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         use ErrorType::*;
-        let (status, code, description) = match e.etype() {
-            ConnectTimedout | ReadTimedout | WriteTimedout => (
+        let failure = match e.etype() {
+            ConnectTimedout | ReadTimedout | WriteTimedout => Some((
                 504,
-                "upstream_timeout",
+                ErrorCode::UpstreamTimeout,
                 "the upstream server did not answer in time",
-            ),
-            HTTPStatus(s) => (*s, "bad_request", "the request could not be proxied"),
+            )),
+            HTTPStatus(s) => Some((
+                *s,
+                ErrorCode::InvalidRequest,
+                "the request could not be proxied",
+            )),
             _ => match e.esource() {
-                ErrorSource::Upstream => (
+                ErrorSource::Upstream => Some((
                     502,
-                    "upstream_unavailable",
+                    ErrorCode::UpstreamUnavailable,
                     "the upstream server could not be reached",
-                ),
+                )),
                 ErrorSource::Downstream => match e.etype() {
-                    WriteError | ReadError | ConnectionClosed => (0, "", ""),
-                    _ => (400, "invalid_request", "the request could not be read"),
+                    WriteError | ReadError | ConnectionClosed => None,
+                    _ => Some((
+                        400,
+                        ErrorCode::InvalidRequest,
+                        "the request could not be read",
+                    )),
                 },
                 ErrorSource::Internal | ErrorSource::Unset => {
-                    (500, "server_error", "internal error")
+                    Some((500, ErrorCode::ServerError, "internal error"))
                 }
             },
         };
+        let status = failure.map_or(0, |(s, _, _)| s);
         // Once the upstream's response has started, the status is gone; just end the stream.
-        if status > 0 && session.response_written().is_none() {
+        if let (Some((status, code, description)), None) = (failure, session.response_written()) {
             session.set_keepalive(None);
             let reply = match ctx.mismatch.take() {
                 Some(m) => m.reply(),
-                None => Reply::error(status, code, description),
+                None => Reply::error(code, description).with_status(status),
             };
             if let Err(err) = reply
                 .with_origin(ctx.origin.as_deref())

@@ -1,5 +1,5 @@
-//! Which part of the gateway answers a request: one of its own endpoints, an upstream route
-//! (longest path prefix, host-specific routes before any-host ones), or nobody (404).
+//! Which upstream route serves a request: the longest path prefix, host-specific routes
+//! before any-host ones (the gateway's own endpoints are `vocab::paths`, matched first).
 //! Built once per config version; lookups are a short scan over a prefix-sorted table.
 //! Upstream host names are resolved on use and re-resolved every `dns_refresh`.
 
@@ -46,15 +46,6 @@ struct Resolved {
     at: Instant,
 }
 
-/// Where a request goes.
-pub enum Target<'r> {
-    Health,
-    Ready,
-    /// An upstream route, with the request path below the route prefix (`""` or `/...`).
-    Upstream(&'r Arc<Route>, &'r str),
-    NotFound,
-}
-
 pub struct Router {
     /// Longest prefix first; at equal prefixes, host-specific before any-host.
     routes: Vec<Arc<Route>>,
@@ -91,24 +82,21 @@ impl Router {
         Self { routes }
     }
 
-    /// `host` is the request's host without port, any case; `path` has no query.
-    pub fn classify<'r>(&'r self, host: Option<&str>, path: &'r str) -> Target<'r> {
-        match path {
-            "/healthz" => return Target::Health,
-            "/readyz" => return Target::Ready,
-            _ => {}
-        }
-        for route in &self.routes {
+    /// The route serving `path` on `host`, with the path below the route prefix (`""` or
+    /// `/...`). `host` is the request's host without port, any case; `path` has no query.
+    pub fn route<'r>(
+        &'r self,
+        host: Option<&str>,
+        path: &'r str,
+    ) -> Option<(&'r Arc<Route>, &'r str)> {
+        self.routes.iter().find_map(|route| {
             if let Some(want) = &route.upstream.host {
                 if !host.is_some_and(|h| h.eq_ignore_ascii_case(want)) {
-                    continue;
+                    return None;
                 }
             }
-            if let Some(rest) = route.upstream.path.strip(path) {
-                return Target::Upstream(route, rest);
-            }
-        }
-        Target::NotFound
+            route.upstream.path.strip(path).map(|rest| (route, rest))
+        })
     }
 
     pub fn routes(&self) -> &[Arc<Route>] {
@@ -220,11 +208,9 @@ mod tests {
     }
 
     fn target_name(r: &Router, host: Option<&str>, path: &str) -> String {
-        match r.classify(host, path) {
-            Target::Health => "health".into(),
-            Target::Ready => "ready".into(),
-            Target::Upstream(route, rest) => format!("{}:{rest}", route.upstream.name),
-            Target::NotFound => "404".into(),
+        match r.route(host, path) {
+            Some((route, rest)) => format!("{}:{rest}", route.upstream.name),
+            None => "404".into(),
         }
     }
 
@@ -242,8 +228,6 @@ mod tests {
         assert_eq!(target_name(&r, None, "/ab"), "root:/ab");
         assert_eq!(target_name(&r, Some("H.Example"), "/a/x"), "ahost:/x");
         assert_eq!(target_name(&r, Some("other"), "/a"), "a:");
-        assert_eq!(target_name(&r, None, "/healthz"), "health");
-        assert_eq!(target_name(&r, None, "/readyz"), "ready");
     }
 
     /// A resolver whose answer the test changes, counting lookups.

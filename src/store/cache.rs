@@ -71,7 +71,7 @@ impl Store for Cached {
     async fn put_client(&self, client: ClientRecord) -> Result<(), StoreError> {
         self.inner.put_client(client).await
     }
-    async fn get_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
+    async fn get_client(&self, client_id: &ClientId) -> Result<Option<ClientRecord>, StoreError> {
         self.inner.get_client(client_id).await
     }
     async fn put_code(&self, code: SecretHash, record: CodeRecord) -> Result<(), StoreError> {
@@ -86,7 +86,7 @@ impl Store for Cached {
     async fn rotate_refresh(
         &self,
         old: SecretHash,
-        client_id: &str,
+        client_id: &ClientId,
         tokens: NewTokens,
         now: u64,
     ) -> Result<Rotation, StoreError> {
@@ -113,7 +113,7 @@ impl Store for Cached {
     ) -> Result<Option<(RefreshRecord, GrantRecord)>, StoreError> {
         self.inner.find_refresh(token, now).await
     }
-    async fn revoke_grant(&self, grant_id: &str) -> Result<Vec<SecretHash>, StoreError> {
+    async fn revoke_grant(&self, grant_id: &GrantId) -> Result<Vec<SecretHash>, StoreError> {
         let removed = self.inner.revoke_grant(grant_id).await?;
         self.evict(&removed);
         Ok(removed)
@@ -127,7 +127,7 @@ impl Store for Cached {
     }
     async fn grant_verified(
         &self,
-        grant_id: &str,
+        grant_id: &GrantId,
         verified_at: u64,
         upstream_credential: Option<String>,
     ) -> Result<(), StoreError> {

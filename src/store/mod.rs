@@ -5,6 +5,7 @@
 mod cache;
 mod records;
 mod redb;
+mod redb_sweep;
 mod sweep;
 
 use async_trait::async_trait;
@@ -13,12 +14,25 @@ pub use self::cache::Cached;
 pub use self::records::*;
 pub use self::redb::RedbStore;
 pub use self::sweep::Sweeper;
-pub use crate::crypto::SecretHash;
+use crate::vocab::{ClientId, GrantId, SecretHash};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store I/O: {0}")]
-    Io(String),
+    /// The backend failed (I/O, a transaction, a full disk); the source says how.
+    #[error("store: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("a stored {what} record cannot be read: {source}")]
+    Corrupt {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("opening the store at {}: {source}", path.display())]
+    Open {
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("store schema version {found} is newer than this authgate understands ({supported})")]
     SchemaTooNew { found: u32, supported: u32 },
 }
@@ -29,7 +43,7 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     async fn put_client(&self, client: ClientRecord) -> Result<(), StoreError>;
-    async fn get_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError>;
+    async fn get_client(&self, client_id: &ClientId) -> Result<Option<ClientRecord>, StoreError>;
 
     async fn put_code(&self, code: SecretHash, record: CodeRecord) -> Result<(), StoreError>;
     /// Removes the code and remembers it was used, in one transaction: a second call for the
@@ -45,7 +59,7 @@ pub trait Store: Send + Sync + 'static {
     async fn rotate_refresh(
         &self,
         old: SecretHash,
-        client_id: &str,
+        client_id: &ClientId,
         tokens: NewTokens,
         now: u64,
     ) -> Result<Rotation, StoreError>;
@@ -62,7 +76,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<(RefreshRecord, GrantRecord)>, StoreError>;
 
     /// Revokes a grant and every token it issued; returns the access-token hashes removed.
-    async fn revoke_grant(&self, grant_id: &str) -> Result<Vec<SecretHash>, StoreError>;
+    async fn revoke_grant(&self, grant_id: &GrantId) -> Result<Vec<SecretHash>, StoreError>;
     /// Revokes one token (RFC 7009): an access token alone, or a refresh token with its grant.
     /// Returns the access-token hashes removed; unknown tokens are not an error.
     async fn revoke_token(&self, token: SecretHash) -> Result<Vec<SecretHash>, StoreError>;
@@ -70,7 +84,7 @@ pub trait Store: Send + Sync + 'static {
     /// Records a successful re-verification at the provider (and its rotated credential).
     async fn grant_verified(
         &self,
-        grant_id: &str,
+        grant_id: &GrantId,
         verified_at: u64,
         upstream_credential: Option<String>,
     ) -> Result<(), StoreError>;

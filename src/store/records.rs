@@ -1,18 +1,18 @@
-//! What the store keeps. Plain data; the OAuth layer gives it meaning. Times are Unix seconds.
+//! What the store keeps. Plain typed data; the OAuth layer gives it meaning. Times are Unix
+//! seconds. The JSON shape is the store's format: fields keep their names across versions.
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::SecretHash;
-use crate::identity::Identity;
+use crate::vocab::{ClientId, GrantId, Identity, RedirectUri, ScopeSet, SecretHash, UpstreamName};
 
 /// A dynamically registered client (pre-registered ones live in the config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientRecord {
-    pub client_id: String,
+    pub client_id: ClientId,
     pub client_name: Option<String>,
-    pub redirect_uris: Vec<String>,
-    /// sha256 of the client secret, hex; `None` for public clients.
-    pub secret_sha256: Option<String>,
+    pub redirect_uris: Vec<RedirectUri>,
+    /// sha256 of the client secret; `None` for public clients.
+    pub secret_sha256: Option<SecretHash>,
     pub token_endpoint_auth_method: String,
     pub grant_types: Vec<String>,
     pub application_type: Option<String>,
@@ -22,18 +22,34 @@ pub struct ClientRecord {
     pub first_used_at: Option<u64>,
 }
 
+impl ClientRecord {
+    /// Registered for the `refresh_token` grant.
+    pub fn refreshes(&self) -> bool {
+        self.grant_types.iter().any(|g| g == "refresh_token")
+    }
+}
+
+/// What a person allowed a client: the terms every record of one authorization carries, from
+/// the pending flow to the code, the grant and its tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Terms {
+    pub client_id: ClientId,
+    pub identity: Identity,
+    pub scopes: ScopeSet,
+    pub upstream: UpstreamName,
+    /// The canonical resource URL of the upstream (RFC 8707).
+    pub resource: String,
+}
+
 /// An issued, not yet redeemed authorization code.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CodeRecord {
     /// The grant this code creates when redeemed (known in advance, so a replay can revoke it).
-    pub grant_id: String,
-    pub client_id: String,
-    pub redirect_uri: String,
+    pub grant_id: GrantId,
+    #[serde(flatten)]
+    pub terms: Terms,
+    pub redirect_uri: RedirectUri,
     pub code_challenge: String,
-    pub upstream: String,
-    pub resource: String,
-    pub scopes: Vec<String>,
-    pub identity: Identity,
     pub expires_at: u64,
     /// The provider credential for re-verification, sealed by the gateway's key.
     #[serde(default)]
@@ -44,7 +60,7 @@ pub enum TakenCode {
     Fresh(Box<CodeRecord>),
     /// Used before; the grant it created (if any) should be revoked.
     Replayed {
-        grant_id: String,
+        grant_id: GrantId,
     },
     Unknown,
 }
@@ -53,12 +69,9 @@ pub enum TakenCode {
 /// tokens form a family that is revoked together.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GrantRecord {
-    pub grant_id: String,
-    pub client_id: String,
-    pub identity: Identity,
-    pub scopes: Vec<String>,
-    pub upstream: String,
-    pub resource: String,
+    pub grant_id: GrantId,
+    #[serde(flatten)]
+    pub terms: Terms,
     pub created_at: u64,
     /// When the person was last confirmed at their provider (login or re-verification).
     #[serde(default)]
@@ -78,17 +91,32 @@ fn yes() -> bool {
 /// What a bearer token stands for: everything the proxy needs, denormalised for one lookup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccessRecord {
-    pub grant_id: String,
-    pub client_id: String,
+    pub grant_id: GrantId,
+    pub client_id: ClientId,
     pub identity: Identity,
-    pub scopes: Vec<String>,
-    pub upstream: String,
+    pub scopes: ScopeSet,
+    pub upstream: UpstreamName,
     pub expires_at: u64,
+}
+
+impl AccessRecord {
+    /// The record of an access token of `grant` that expires at `expires_at`.
+    pub fn of(grant: &GrantRecord, expires_at: u64) -> Self {
+        let t = &grant.terms;
+        Self {
+            grant_id: grant.grant_id.clone(),
+            client_id: t.client_id.clone(),
+            identity: t.identity.clone(),
+            scopes: t.scopes.clone(),
+            upstream: t.upstream.clone(),
+            expires_at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RefreshRecord {
-    pub grant_id: String,
+    pub grant_id: GrantId,
     pub expires_at: u64,
     /// Set when this token was exchanged; presenting it again is reuse.
     pub rotated_at: Option<u64>,
@@ -127,7 +155,7 @@ pub enum Rotation {
     },
     /// The token had been rotated already: the grant is now revoked.
     Reused {
-        grant_id: String,
+        grant_id: GrantId,
         revoked: Vec<SecretHash>,
     },
     /// Unknown, expired or revoked.
@@ -137,7 +165,7 @@ pub enum Rotation {
 /// Consent a person gave a client: remembered so the page is shown once per scope set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConsentRecord {
-    pub scopes: Vec<String>,
-    pub upstreams: Vec<String>,
+    pub scopes: ScopeSet,
+    pub upstreams: Vec<UpstreamName>,
     pub given_at: u64,
 }

@@ -1,24 +1,15 @@
 use super::*;
-use crate::identity::Identity;
+use crate::testing::terms;
+use crate::vocab::RedirectUri;
 
-fn identity() -> Identity {
-    Identity {
-        provider: "local".into(),
-        subject: "alice".into(),
-        email: Some("alice@example.test".into()),
-        name: None,
-        groups: vec![],
-    }
+fn gid(id: &str) -> GrantId {
+    GrantId::new(id)
 }
 
 fn grant(id: &str) -> GrantRecord {
     GrantRecord {
-        grant_id: id.into(),
-        client_id: "c1".into(),
-        identity: identity(),
-        scopes: vec!["mcp:tools".into()],
-        upstream: "everything".into(),
-        resource: "http://127.0.0.1:8080/mcp".into(),
+        grant_id: gid(id),
+        terms: terms("c1"),
         created_at: 100,
         verified_at: 100,
         upstream_credential: None,
@@ -38,14 +29,10 @@ fn tokens(a: &str, r: &str) -> NewTokens {
 
 fn code(grant_id: &str, expires_at: u64) -> CodeRecord {
     CodeRecord {
-        grant_id: grant_id.into(),
-        client_id: "c1".into(),
-        redirect_uri: "http://127.0.0.1/cb".into(),
+        grant_id: gid(grant_id),
+        terms: terms("c1"),
+        redirect_uri: RedirectUri::parse_registered("http://127.0.0.1/cb", false).unwrap(),
         code_challenge: "x".into(),
-        upstream: "everything".into(),
-        resource: "http://127.0.0.1:8080/mcp".into(),
-        scopes: vec![],
-        identity: identity(),
         expires_at,
         upstream_credential: None,
     }
@@ -123,12 +110,22 @@ async fn rotation_and_reuse_revokes_the_family() {
 
     // Another client cannot use it, and the attempt changes nothing.
     let other = s
-        .rotate_refresh(SecretHash::of("r1"), "c2", tokens("x", "y"), 600)
+        .rotate_refresh(
+            SecretHash::of("r1"),
+            &ClientId::new("c2"),
+            tokens("x", "y"),
+            600,
+        )
         .await
         .unwrap();
     assert!(matches!(other, Rotation::Invalid));
     let rotated = s
-        .rotate_refresh(SecretHash::of("r1"), "c1", tokens("a2", "r2"), 600)
+        .rotate_refresh(
+            SecretHash::of("r1"),
+            &ClientId::new("c1"),
+            tokens("a2", "r2"),
+            600,
+        )
         .await
         .unwrap();
     assert!(matches!(rotated, Rotation::Rotated(g) if g.grant_id == "g1"));
@@ -152,7 +149,12 @@ async fn rotation_and_reuse_revokes_the_family() {
 
     // r1 again: reuse → the whole family is gone, from the cache too.
     let reused = s
-        .rotate_refresh(SecretHash::of("r1"), "c1", tokens("a3", "r3"), 700)
+        .rotate_refresh(
+            SecretHash::of("r1"),
+            &ClientId::new("c1"),
+            tokens("a3", "r3"),
+            700,
+        )
         .await
         .unwrap();
     assert!(matches!(reused, Rotation::Reused { ref grant_id, .. } if grant_id == "g1"));
@@ -166,9 +168,14 @@ async fn rotation_and_reuse_revokes_the_family() {
         );
     }
     assert!(matches!(
-        s.rotate_refresh(SecretHash::of("r2"), "c1", tokens("a4", "r4"), 700)
-            .await
-            .unwrap(),
+        s.rotate_refresh(
+            SecretHash::of("r2"),
+            &ClientId::new("c1"),
+            tokens("a4", "r4"),
+            700
+        )
+        .await
+        .unwrap(),
         Rotation::Invalid
     ));
 }
@@ -293,7 +300,7 @@ async fn sweep_removes_only_what_expired() {
         swept.grants, 1,
         "the grant went with its last refresh token"
     );
-    assert!(s.revoke_grant("g1").await.unwrap().is_empty());
+    assert!(s.revoke_grant(&gid("g1")).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -348,19 +355,29 @@ async fn a_rotated_token_within_its_grace_window_gets_the_sealed_answer() {
         until: 630,
     });
     assert!(matches!(
-        s.rotate_refresh(SecretHash::of("r1"), "c1", next, 600)
+        s.rotate_refresh(SecretHash::of("r1"), &ClientId::new("c1"), next, 600)
             .await
             .unwrap(),
         Rotation::Rotated(_)
     ));
     // Within the window: the same answer, nothing revoked; another client gets nothing.
     let again = s
-        .rotate_refresh(SecretHash::of("r1"), "c1", tokens("a3", "r3"), 630)
+        .rotate_refresh(
+            SecretHash::of("r1"),
+            &ClientId::new("c1"),
+            tokens("a3", "r3"),
+            630,
+        )
         .await
         .unwrap();
     assert!(matches!(again, Rotation::Retried { ref sealed } if sealed == "SEALED"));
     let other = s
-        .rotate_refresh(SecretHash::of("r1"), "c2", tokens("a3", "r3"), 610)
+        .rotate_refresh(
+            SecretHash::of("r1"),
+            &ClientId::new("c2"),
+            tokens("a3", "r3"),
+            610,
+        )
         .await
         .unwrap();
     assert!(matches!(other, Rotation::Invalid));
@@ -380,7 +397,12 @@ async fn a_rotated_token_within_its_grace_window_gets_the_sealed_answer() {
     s.sweep(640, 0).await.unwrap();
     // ...and reuse after the window revokes the family.
     let late = s
-        .rotate_refresh(SecretHash::of("r1"), "c1", tokens("a4", "r4"), 641)
+        .rotate_refresh(
+            SecretHash::of("r1"),
+            &ClientId::new("c1"),
+            tokens("a4", "r4"),
+            641,
+        )
         .await
         .unwrap();
     assert!(matches!(late, Rotation::Reused { .. }));
@@ -393,9 +415,9 @@ async fn a_rotated_token_within_its_grace_window_gets_the_sealed_answer() {
 
 fn client(id: &str, created_at: u64) -> ClientRecord {
     ClientRecord {
-        client_id: id.into(),
+        client_id: ClientId::new(id),
         client_name: None,
-        redirect_uris: vec!["http://127.0.0.1/cb".into()],
+        redirect_uris: vec![RedirectUri::parse_registered("http://127.0.0.1/cb", false).unwrap()],
         secret_sha256: None,
         token_endpoint_auth_method: "none".into(),
         grant_types: vec![],
@@ -416,12 +438,12 @@ async fn registrations_that_never_got_a_grant_are_swept() {
     let swept = s.sweep(600, 100).await.unwrap();
     assert_eq!(swept.clients, 1);
     assert!(s
-        .get_client("c1")
+        .get_client(&ClientId::new("c1"))
         .await
         .unwrap()
         .unwrap()
         .first_used_at
         .is_some());
-    assert!(s.get_client("old").await.unwrap().is_none());
-    assert!(s.get_client("new").await.unwrap().is_some());
+    assert!(s.get_client(&ClientId::new("old")).await.unwrap().is_none());
+    assert!(s.get_client(&ClientId::new("new")).await.unwrap().is_some());
 }

@@ -25,7 +25,7 @@ impl BackgroundService for Sweeper {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tick.tick() => {
-                    let now = crate::proxy::unix_now();
+                    let now = crate::vocab::unix_now();
                     let cutoff = now.saturating_sub((self.unused_registration_ttl)().as_secs());
                     match self.store.sweep(now, cutoff).await {
                         Ok(s) => tracing::debug!(?s, "store swept"),

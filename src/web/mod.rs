@@ -1,7 +1,9 @@
-//! What the gateway answers itself (health, OAuth endpoints, login and consent pages): a
-//! [`Request`] in, a [`Reply`] out, written to the client in one place.
+//! HTTP plumbing for what the gateway answers itself (health, OAuth endpoints, login and
+//! consent pages): a [`Request`] in, a [`Reply`] out, written to the client in one place;
+//! the `Authorization` header, cookies, and the HTML pages.
 
-pub mod csrf;
+pub mod authorization;
+pub mod cookies;
 pub mod pages;
 pub mod reply;
 pub mod request;

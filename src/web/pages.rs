@@ -68,7 +68,10 @@ pub fn render(status: u16, page: &impl Template) -> Reply {
         Ok(html) => Reply::html(status, html),
         Err(e) => {
             tracing::error!(error = %e, "template rendering failed");
-            Reply::error(500, "server_error", "page rendering failed")
+            Reply::error(
+                crate::vocab::ErrorCode::ServerError,
+                "page rendering failed",
+            )
         }
     }
 }

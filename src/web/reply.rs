@@ -1,11 +1,16 @@
 //! One writer for every local answer, so each gets the same framing, `Content-Type` and
 //! `Cache-Control: no-store`, and protocol code returns values instead of touching sessions.
+//! Errors have two shapes, each written in one place: the RFC 6749 JSON error
+//! ([`Reply::error`]) and the JSON-RPC error MCP clients read on MCP routes
+//! ([`Reply::jsonrpc_error`]); HTML error pages are `pages::error`.
 
 use bytes::Bytes;
 use http::header::{HeaderName, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use serde::Serialize;
+
+use crate::vocab::ErrorCode;
 
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -32,15 +37,33 @@ impl Reply {
         }
     }
 
-    /// `{"error": code, "error_description": description}` with `status`.
-    pub fn error(status: u16, code: &str, description: &str) -> Self {
+    /// `{"error": code, "error_description": description}`, with the code's usual status
+    /// (change it with [`Reply::with_status`]).
+    pub fn error(code: ErrorCode, description: &str) -> Self {
         Self::json(
-            status,
+            code.status(),
             &ErrorBody {
-                error: code,
+                error: code.as_str(),
                 error_description: description,
             },
         )
+    }
+
+    /// A JSON-RPC 2.0 error response for request `id`, as MCP clients expect on MCP routes.
+    pub fn jsonrpc_error(status: u16, id: serde_json::Value, code: i64, message: &str) -> Self {
+        Self::json(
+            status,
+            &serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "error": {"code": code, "message": message},
+            }),
+        )
+    }
+
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
     }
 
     /// A redirect (302 for GET flows, 303 after a form POST).
@@ -140,7 +163,7 @@ mod tests {
 
     #[test]
     fn error_reply_is_rfc6749_shaped_json_and_not_cached() {
-        let r = Reply::error(404, "not_found", "no route \"x\"");
+        let r = Reply::error(ErrorCode::NotFound, "no route \"x\"");
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["error"], "not_found");
         assert_eq!(v["error_description"], "no route \"x\"");

@@ -58,17 +58,7 @@ impl Request {
     }
 
     pub fn cookie(&self, name: &str) -> Option<String> {
-        for header in self.headers.get_all(http::header::COOKIE) {
-            let Ok(s) = header.to_str() else { continue };
-            for pair in s.split(';') {
-                if let Some((k, v)) = pair.trim().split_once('=') {
-                    if k == name {
-                        return Some(v.to_string());
-                    }
-                }
-            }
-        }
-        None
+        super::cookies::get(&self.headers, name)
     }
 }
 
@@ -77,8 +67,13 @@ impl Request {
 pub struct Params(pub Vec<(String, String)>);
 
 impl Params {
+    /// `application/x-www-form-urlencoded`, as a query string or a form body.
     pub fn parse(raw: &str) -> Self {
-        Self(serde_urlencoded::from_str(raw).unwrap_or_default())
+        Self(
+            form_urlencoded::parse(raw.as_bytes())
+                .into_owned()
+                .collect(),
+        )
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {

@@ -10,8 +10,8 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::session;
 use crate::config::Config;
-use crate::login::session;
 use crate::web::Request;
 
 /// Which form a token is for.
@@ -99,8 +99,7 @@ impl FormTokens {
             return false;
         };
         let expected = self.token(&browser, flow_id, form);
-        use subtle::ConstantTimeEq;
-        expected.as_bytes().ct_eq(presented.as_bytes()).into()
+        crate::vocab::SecretHash::of(&expected).ct_eq(&crate::vocab::SecretHash::of(presented))
     }
 }
 

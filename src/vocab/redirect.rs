@@ -1,28 +1,23 @@
-//! Protocol values as types, so a redirect URI is never compared like a free string and a
-//! scope list is never parsed twice.
-
-use std::collections::BTreeSet;
-use std::fmt;
+//! Redirect URIs (exact matching, loopback on any port: RFC 8252 §7.3) and resource
+//! indicators (RFC 8707), compared the way clients produce them.
 
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::config::is_loopback_host;
-
-/// An OAuth client identifier (pre-registered, dynamically registered or a metadata URL).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ClientId(pub String);
-
-impl fmt::Display for ClientId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+/// `localhost`, 127.0.0.0/8 or ::1.
+pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
     }
 }
 
 /// A redirect URI as registered. Matching is exact string equality, except that loopback
 /// `http` URIs match on any port (RFC 8252 §7.3): scheme, host, path and query still exact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RedirectUri(pub String);
+#[serde(transparent)]
+pub struct RedirectUri(String);
 
 impl RedirectUri {
     /// Checks a URI offered at registration: absolute, no fragment, and https, loopback http,
@@ -67,8 +62,22 @@ impl RedirectUri {
         strip_port(&self.0) == strip_port(presented)
     }
 
+    /// The URI an authorization request presented, typed, when it matches this registered
+    /// one (the presented one is where the code goes: a loopback port may differ).
+    pub fn presented(&self, presented: &str) -> Option<RedirectUri> {
+        self.matches(presented)
+            .then(|| RedirectUri(presented.to_string()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// `https` on exactly `host`.
+    pub fn is_https_on(&self, host: &str) -> bool {
+        Url::parse(&self.0)
+            .ok()
+            .is_some_and(|u| u.scheme() == "https" && u.host_str() == Some(host))
     }
 
     pub fn host(&self) -> String {
@@ -106,102 +115,6 @@ fn strip_port(raw: &str) -> String {
     let tail = if tail.is_empty() { "/" } else { tail };
     format!("{scheme}://{host}{tail}")
 }
-
-/// A set of scope names, kept sorted so equal sets print and compare equally.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScopeSet(pub BTreeSet<String>);
-
-impl ScopeSet {
-    /// Space-separated, tolerating repeated and leading spaces (`scope=+offline_access`).
-    pub fn parse(raw: &str) -> Self {
-        Self(
-            raw.split([' ', '+'])
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
-        )
-    }
-
-    /// Without the scopes that only concern OIDC or token lifetime ([`IGNORED_SCOPES`]).
-    pub fn without_ignored(self) -> Self {
-        Self(
-            self.0
-                .into_iter()
-                .filter(|s| !IGNORED_SCOPES.contains(&s.as_str()))
-                .collect(),
-        )
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn contains(&self, s: &str) -> bool {
-        self.0.contains(s)
-    }
-
-    pub fn is_subset(&self, other: &ScopeSet) -> bool {
-        self.0.is_subset(&other.0)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &String> {
-        self.0.iter()
-    }
-}
-
-impl FromIterator<String> for ScopeSet {
-    fn from_iter<I: IntoIterator<Item = String>>(it: I) -> Self {
-        Self(it.into_iter().collect())
-    }
-}
-
-impl fmt::Display for ScopeSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for s in &self.0 {
-            if !first {
-                f.write_str(" ")?;
-            }
-            f.write_str(s)?;
-            first = false;
-        }
-        Ok(())
-    }
-}
-
-/// Checks a client name people will read on the consent page: no control characters, no
-/// bidirectional overrides or isolates (U+202E can make `evil.exe` read `exe.live`), no
-/// zero-width or other invisible characters that let one name pass for another.
-pub fn check_display_name(name: &str) -> Result<(), String> {
-    if name.trim().is_empty() {
-        return Err("must not be empty".into());
-    }
-    match name.chars().find(|&c| is_hidden(c)) {
-        Some(c) => Err(format!(
-            "contains the invisible or control character U+{:04X}",
-            c as u32
-        )),
-        None => Ok(()),
-    }
-}
-
-/// Control characters (Cc), format characters (Cf: bidi controls, zero-width joiners, soft
-/// hyphen, tags…), line and paragraph separators, and the blank fillers that render as
-/// nothing.
-fn is_hidden(c: char) -> bool {
-    c.is_control()
-        || matches!(c as u32,
-            0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x180E
-            | 0x0600..=0x0605 | 0x06DD | 0x070F | 0x0890 | 0x0891 | 0x08E2
-            | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F
-            | 0x2800 | 0x3164 | 0xFE00..=0xFE0F | 0xFEFF | 0xFFA0 | 0xFFF9..=0xFFFB
-            | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
-            | 0xE0000..=0xE0FFF)
-}
-
-/// Scopes clients send that belong to OpenID Connect or token lifetime, not to our
-/// upstreams; tolerated and dropped rather than refused (several MCP clients send them).
-pub const IGNORED_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
 
 /// Compares resource indicators the way RFC 8707 clients produce them: scheme and host
 /// case-insensitive, default port dropped, a lone trailing `/` ignored.
@@ -260,32 +173,6 @@ mod tests {
         )
         .is_ok());
         assert!(RedirectUri::parse_registered("http://[::1]:3000/cb", false).is_ok());
-    }
-
-    #[test]
-    fn scopes_parse_leniently() {
-        let s = ScopeSet::parse(" mcp:tools  offline_access+mcp:read");
-        assert_eq!(s.to_string(), "mcp:read mcp:tools offline_access");
-        assert!(ScopeSet::parse("").is_empty());
-    }
-
-    #[test]
-    fn display_names_refuse_invisible_characters() {
-        assert!(check_display_name("Claude Code").is_ok());
-        assert!(check_display_name("Überwachung 日本 🙂").is_ok());
-        for bad in [
-            "evil\u{202E}exe.txt",
-            "a\u{200B}b",
-            "x\u{2066}y\u{2069}",
-            "tab\there",
-            "line\nbreak",
-            "\u{FEFF}bom",
-            "   ",
-            "tag\u{E0041}",
-            "fill\u{3164}er",
-        ] {
-            assert!(check_display_name(bad).is_err(), "{bad:?}");
-        }
     }
 
     #[test]

@@ -1,0 +1,127 @@
+//! `[server]`: listeners, the public URL, the data directory, threads, browser origins and
+//! request header limits.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use toml::Spanned;
+
+use super::Validator;
+use crate::config::file::ServerSection;
+use crate::config::model::{HeaderLimits, PublicUrl, ServerConfig};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
+    pub(super) fn server(
+        &mut self,
+        section: &Spanned<ServerSection>,
+        config_dir: &Path,
+    ) -> Option<ServerConfig> {
+        let s = section.get_ref();
+        let listen = self.listen(s);
+        let raw_url = self.present(&s.public_url, "server.public_url", section.span());
+        let public_url =
+            raw_url.and_then(|u| self.parsed(u, "server.public_url", PublicUrl::parse));
+        if let (Some(url), Some(raw)) = (&public_url, raw_url) {
+            if !url.is_https() && !url.is_loopback() && !s.allow_insecure_http {
+                self.src.push(
+                    raw.span(),
+                    "server.public_url",
+                    "plain http is only allowed on a loopback host; use https (TLS may end at a proxy in front) or set server.allow_insecure_http = true",
+                );
+            }
+        }
+        let data_dir = match &s.data_dir {
+            Some(d) => self.text(d, "server.data_dir").map(|d| config_dir.join(d)),
+            None => Some(config_dir.join("data")),
+        };
+        let threads = match &s.threads {
+            Some(t) if *t.get_ref() == 0 || *t.get_ref() > 1024 => {
+                self.src
+                    .push(t.span(), "server.threads", "must be between 1 and 1024");
+                1
+            }
+            Some(t) => *t.get_ref(),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let origins = s.allowed_origins.as_deref().unwrap_or_default();
+        let allowed_origins = self.parsed_list(origins, "server.allowed_origins", origin);
+        let mut limit = |v: &Option<Spanned<usize>>, key: &str, default: usize, min: usize| match v
+        {
+            Some(n) if *n.get_ref() < min => {
+                self.src
+                    .push(n.span(), key, format!("must be at least {min}"));
+                default
+            }
+            Some(n) => *n.get_ref(),
+            None => default,
+        };
+        let header_limits = HeaderLimits {
+            max_line: limit(&s.max_header_line, "server.max_header_line", 8 * 1024, 1024),
+            max_total: limit(
+                &s.max_header_size,
+                "server.max_header_size",
+                32 * 1024,
+                1024,
+            ),
+            max_count: limit(&s.max_headers, "server.max_headers", 100, 10),
+        };
+        Some(ServerConfig {
+            header_limits,
+            allowed_origins,
+            listen,
+            public_url: public_url?,
+            data_dir: data_dir?,
+            threads,
+        })
+    }
+
+    fn listen(&mut self, s: &ServerSection) -> Vec<SocketAddr> {
+        let Some(list) = &s.listen else {
+            return vec![DEFAULT_LISTEN
+                .parse()
+                .expect("default listen address parses")];
+        };
+        if list.get_ref().is_empty() {
+            self.src.push(
+                list.span(),
+                "server.listen",
+                "must list at least one address",
+            );
+        }
+        let mut listen = Vec::new();
+        for (i, addr) in list.get_ref().iter().enumerate() {
+            let key = format!("server.listen[{i}]");
+            let parsed = self.parsed(addr, &key, |s| {
+                s.parse::<SocketAddr>().map_err(|_| {
+                    format!("`{s}` is not an IP:port socket address (e.g. \"127.0.0.1:8080\")")
+                })
+            });
+            if let Some(a) = parsed {
+                if listen.contains(&a) {
+                    self.src
+                        .push(addr.span(), key, format!("`{a}` is listed twice"));
+                } else {
+                    listen.push(a);
+                }
+            }
+        }
+        listen
+    }
+}
+
+/// `*`, or an origin `scheme://host[:port]` in its serialized form.
+fn origin(v: &str) -> Result<String, String> {
+    if v == "*" {
+        return Ok(v.to_string());
+    }
+    let url = url::Url::parse(v)
+        .map_err(|_| format!("`{v}` is not an origin like https://app.example.com"))?;
+    if url.path() != "/" || url.query().is_some() || !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "`{v}` is not an origin (scheme://host[:port], no path)"
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
+}

@@ -1,0 +1,161 @@
+//! `[[upstream]]`: routes (name, host, path), where they go, timeouts, auth and scopes, and
+//! the identity header names each upstream receives.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::{bare_host, Validator};
+use crate::config::file::{IdentityHeadersSection, Text, UpstreamSection};
+use crate::config::model::{
+    IdentityHeaders, RoutePath, ScopeDef, Upstream, UpstreamAuth, UpstreamUrl,
+};
+use crate::vocab::{paths, UpstreamName};
+
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(30);
+
+/// Headers that carry something else and can never carry identity.
+const NOT_IDENTITY: &[&str] = &[
+    "authorization",
+    "host",
+    "cookie",
+    "content-length",
+    "transfer-encoding",
+];
+
+impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
+    pub(super) fn upstreams(
+        &mut self,
+        sections: &[Spanned<UpstreamSection>],
+        scopes: &[ScopeDef],
+    ) -> Vec<Upstream> {
+        let mut out = Vec::new();
+        let mut names: HashMap<UpstreamName, usize> = HashMap::new();
+        let mut routes: HashMap<(Option<String>, RoutePath), usize> = HashMap::new();
+        if sections.is_empty() {
+            self.src.push(
+                0..0,
+                "upstream",
+                "no [[upstream]] is configured; the gateway would have nothing to serve",
+            );
+        }
+        for (i, section) in sections.iter().enumerate() {
+            let u = section.get_ref();
+            let key = |k: &str| format!("upstream[{i}].{k}");
+            let at = section.span();
+            let raw_name = self.present(&u.name, &key("name"), at.clone());
+            let raw_path = self.present(&u.path, &key("path"), at.clone());
+            let raw_url = self.present(&u.url, &key("url"), at.clone());
+            let name = raw_name.and_then(|n| self.parsed(n, &key("name"), UpstreamName::parse));
+            if let (Some(n), Some(raw)) = (&name, raw_name) {
+                if let Some(first) = names.insert(n.clone(), i) {
+                    self.src.push(
+                        raw.span(),
+                        key("name"),
+                        format!("`{n}` is already the name of upstream[{first}]"),
+                    );
+                }
+            }
+            let path = raw_path.and_then(|p| self.parsed(p, &key("path"), route_path));
+            let host = match &u.host {
+                Some(h) => self.parsed(h, &key("host"), bare_host).map(Some),
+                None => Some(None),
+            };
+            let url = raw_url.and_then(|v| self.parsed(v, &key("url"), UpstreamUrl::parse));
+            let connect_timeout = self.duration(
+                &u.connect_timeout,
+                &key("connect_timeout"),
+                DEFAULT_CONNECT_TIMEOUT,
+            );
+            let idle_timeout =
+                self.duration(&u.idle_timeout, &key("idle_timeout"), DEFAULT_IDLE_TIMEOUT);
+            let dns_refresh =
+                self.duration(&u.dns_refresh, &key("dns_refresh"), DEFAULT_DNS_REFRESH);
+            let upstream_scopes = self.scope_list(&u.scopes, &key("scopes"), scopes);
+            let identity_headers = self.identity_headers(&u.identity_headers, i);
+            let (Some(name), Some(path), Some(host), Some(url)) = (name, path, host, url) else {
+                continue;
+            };
+            if let Some(first) = routes.insert((host.clone(), path.clone()), i) {
+                let place = host
+                    .as_deref()
+                    .map(|h| format!(" on host `{h}`"))
+                    .unwrap_or_default();
+                self.src.push(
+                    raw_path.map_or(at.clone(), |p| p.span()),
+                    key("path"),
+                    format!(
+                        "`{}`{place} is already served by upstream[{first}]",
+                        path.as_str()
+                    ),
+                );
+            }
+            out.push(Upstream {
+                name,
+                host,
+                path,
+                url,
+                connect_timeout,
+                idle_timeout,
+                preserve_host: u.preserve_host,
+                dns_refresh,
+                strip_common_identity_headers: u.strip_common_identity_headers.unwrap_or(true),
+                auth: u.auth.unwrap_or(UpstreamAuth::OAuth),
+                scopes: upstream_scopes,
+                identity_headers,
+            });
+        }
+        out
+    }
+
+    fn identity_headers(
+        &mut self,
+        section: &Option<Spanned<IdentityHeadersSection>>,
+        i: usize,
+    ) -> IdentityHeaders {
+        let mut h = IdentityHeaders::default();
+        let Some(section) = section else { return h };
+        let s = section.get_ref();
+        let fields: [(&Option<Text>, &str, &mut http::HeaderName); 6] = [
+            (&s.user, "user", &mut h.user),
+            (&s.email, "email", &mut h.email),
+            (&s.name, "name", &mut h.name),
+            (&s.groups, "groups", &mut h.groups),
+            (&s.client_id, "client_id", &mut h.client_id),
+            (&s.scopes, "scopes", &mut h.scopes),
+        ];
+        for (value, field, slot) in fields {
+            let Some(v) = value else { continue };
+            let key = format!("upstream[{i}].identity_headers.{field}");
+            let parsed = self.parsed(v, &key, |raw| {
+                let name = http::HeaderName::from_bytes(raw.to_ascii_lowercase().as_bytes())
+                    .map_err(|_| format!("`{raw}` is not a valid header name"))?;
+                if NOT_IDENTITY.contains(&name.as_str()) {
+                    return Err(format!("`{name}` cannot carry identity"));
+                }
+                Ok(name)
+            });
+            if let Some(name) = parsed {
+                *slot = name;
+            }
+        }
+        h
+    }
+}
+
+/// A route path that does not claim any of the gateway's own paths.
+fn route_path(s: &str) -> Result<RoutePath, String> {
+    let p = RoutePath::parse(s)?;
+    if p.as_str() != "/" {
+        if let Some(reserved) = paths::RESERVED
+            .iter()
+            .find(|r| p.as_str() == **r || p.as_str().starts_with(&format!("{r}/")))
+        {
+            return Err(format!("`{reserved}` is answered by the gateway itself"));
+        }
+    }
+    Ok(p)
+}

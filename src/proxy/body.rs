@@ -1,0 +1,125 @@
+//! Request bodies on upstream routes. Up to [`PREREAD_LIMIT`] is read before the upstream is
+//! contacted (Pingora's retry buffer replays it), so a malformed body or 2026-07-28
+//! `Mcp-Method`/`Mcp-Name` headers that do not match it never reach the upstream; larger
+//! bodies stream, and with mirrored headers are held until complete and checked at their end.
+
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+use super::local::{answer, answer_and_close};
+use super::{mcp, RequestCtx};
+use crate::vocab::ErrorCode;
+use crate::web::Reply;
+
+/// Bodies up to this size are read before the upstream is contacted.
+const PREREAD_LIMIT: usize = 64 * 1024;
+/// The largest MCP request body authgate will hold for header validation.
+const MAX_HELD_BODY: usize = 16 * 1024 * 1024;
+
+/// `request_filter`'s last step on an upstream route: reads a small body and checks it, or
+/// arranges for a large one to be held or sent on.
+pub async fn preread(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    let req = session.req_header();
+    let mirrored = req.method == http::Method::POST && mcp::has_mirrored_headers(&req.headers);
+    let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
+    let length = req
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(0);
+    if length > PREREAD_LIMIT {
+        if mirrored {
+            ctx.hold = Some(bytes::BytesMut::new());
+        }
+        return Ok(false);
+    }
+    let mut body = bytes::BytesMut::new();
+    if chunked || length > 0 {
+        session.enable_retry_buffering();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > PREREAD_LIMIT {
+                        // A long chunked body: what was read goes on ahead of the rest
+                        // (Pingora's retry buffer only replays 64 KiB).
+                        if mirrored {
+                            ctx.hold = Some(body);
+                        } else {
+                            ctx.prefix = Some(body.freeze());
+                        }
+                        return Ok(false);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "malformed request body");
+                    ctx.refused = Some("malformed_body");
+                    let reply =
+                        Reply::error(ErrorCode::InvalidRequest, "the request body is malformed")
+                            .with_origin(ctx.origin.as_deref());
+                    return answer_and_close(session, reply).await;
+                }
+            }
+        }
+    }
+    if !mirrored {
+        return Ok(false);
+    }
+    match mcp::check(&session.req_header().headers, &body) {
+        Ok(call) => {
+            ctx.mcp = Some(call);
+            Ok(false)
+        }
+        Err(m) => {
+            ctx.refused = Some("mcp_header_mismatch");
+            answer(session, m.reply().with_origin(ctx.origin.as_deref())).await
+        }
+    }
+}
+
+/// `request_body_filter`: sends a pre-read start ahead of the rest, and holds a large body
+/// with mirrored headers until it is complete and checked.
+pub fn filter(
+    session: &mut Session,
+    body: &mut Option<bytes::Bytes>,
+    end_of_stream: bool,
+    ctx: &mut RequestCtx,
+) -> Result<()> {
+    if let Some(prefix) = ctx.prefix.take() {
+        let mut joined = bytes::BytesMut::from(&prefix[..]);
+        if let Some(chunk) = body.take() {
+            joined.extend_from_slice(&chunk);
+        }
+        *body = Some(joined.freeze());
+    }
+    let Some(held) = ctx.hold.as_mut() else {
+        return Ok(());
+    };
+    if let Some(chunk) = body.take() {
+        held.extend_from_slice(&chunk);
+        if held.len() > MAX_HELD_BODY {
+            return Error::e_explain(
+                ErrorType::HTTPStatus(413),
+                "MCP request body too large to validate",
+            );
+        }
+    }
+    if !end_of_stream {
+        // Empty, not None: None would tell Pingora the body has ended.
+        *body = Some(bytes::Bytes::new());
+        return Ok(());
+    }
+    let all = ctx.hold.take().unwrap_or_default().freeze();
+    match mcp::check(&session.req_header().headers, &all) {
+        Ok(call) => {
+            ctx.mcp = Some(call);
+            *body = Some(all);
+            Ok(())
+        }
+        Err(m) => {
+            ctx.mismatch = Some(m);
+            Error::e_explain(ErrorType::HTTPStatus(400), "MCP header mismatch")
+        }
+    }
+}

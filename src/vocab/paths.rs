@@ -1,0 +1,151 @@
+//! The gateway's own endpoints, in one table: the router answers them before any upstream
+//! route, the config refuses upstream paths at or below them, and the authorization server
+//! dispatches on them.
+
+/// Path prefixes the gateway answers itself; an upstream route may not sit at or below one
+/// (except the root route `/`, which only gets what nothing else matches).
+pub const RESERVED: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/.well-known",
+    "/authorize",
+    "/token",
+    "/register",
+    "/revoke",
+    "/introspect",
+    "/login",
+    "/callback",
+    "/consent",
+];
+
+pub const PROTECTED_RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resource";
+pub const AUTHORIZATION_SERVER_METADATA: &str = "/.well-known/oauth-authorization-server";
+pub const OPENID_CONFIGURATION: &str = "/.well-known/openid-configuration";
+pub const JWKS: &str = "/.well-known/jwks.json";
+
+/// One of the gateway's endpoints, with what its path carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint<'p> {
+    Health,
+    Ready,
+    AuthorizationServerMetadata,
+    Jwks,
+    /// RFC 9728 metadata; the route path after the prefix (`""` for the bare prefix).
+    ProtectedResourceMetadata(&'p str),
+    /// Any other `/.well-known/…` document: 404.
+    UnknownWellKnown,
+    Authorize,
+    Token,
+    Register,
+    Revoke,
+    Introspect,
+    /// `/login`: the provider chooser.
+    Chooser,
+    /// `/login/<provider>`.
+    Login(&'p str),
+    /// `/callback/<provider>`.
+    Callback(&'p str),
+    Consent,
+    /// Below a reserved prefix but nothing there: 404.
+    Unknown,
+}
+
+impl<'p> Endpoint<'p> {
+    /// The endpoint `path` names, if it is one of the gateway's own.
+    pub fn of(path: &'p str) -> Option<Self> {
+        use Endpoint::*;
+        let below = |prefix: &str| -> Option<&'p str> {
+            path.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+        };
+        Some(match path {
+            "/healthz" => Health,
+            "/readyz" => Ready,
+            AUTHORIZATION_SERVER_METADATA | OPENID_CONFIGURATION => AuthorizationServerMetadata,
+            JWKS => Jwks,
+            "/authorize" => Authorize,
+            "/token" => Token,
+            "/register" => Register,
+            "/revoke" => Revoke,
+            "/introspect" => Introspect,
+            "/login" => Chooser,
+            "/consent" => Consent,
+            p if p == PROTECTED_RESOURCE_METADATA
+                || p.starts_with(&format!("{PROTECTED_RESOURCE_METADATA}/")) =>
+            {
+                ProtectedResourceMetadata(&p[PROTECTED_RESOURCE_METADATA.len()..])
+            }
+            p if p.starts_with("/.well-known/") => UnknownWellKnown,
+            _ => {
+                if let Some(id) = below("/login") {
+                    Login(id)
+                } else if let Some(id) = below("/callback") {
+                    Callback(id)
+                } else if is_reserved(path) {
+                    Unknown
+                } else {
+                    return None;
+                }
+            }
+        })
+    }
+}
+
+/// Whether `path` is at or below one of [`RESERVED`].
+pub fn is_reserved(path: &str) -> bool {
+    RESERVED.iter().any(|p| {
+        path == *p
+            || path
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_endpoint_and_nothing_else() {
+        use Endpoint::*;
+        for (path, want) in [
+            ("/healthz", Some(Health)),
+            ("/readyz", Some(Ready)),
+            (
+                "/.well-known/oauth-authorization-server",
+                Some(AuthorizationServerMetadata),
+            ),
+            (
+                "/.well-known/openid-configuration",
+                Some(AuthorizationServerMetadata),
+            ),
+            ("/.well-known/jwks.json", Some(Jwks)),
+            (
+                "/.well-known/oauth-protected-resource",
+                Some(ProtectedResourceMetadata("")),
+            ),
+            (
+                "/.well-known/oauth-protected-resource/a/mcp",
+                Some(ProtectedResourceMetadata("/a/mcp")),
+            ),
+            (
+                "/.well-known/oauth-authorization-server/mcp",
+                Some(UnknownWellKnown),
+            ),
+            ("/authorize", Some(Authorize)),
+            ("/login", Some(Chooser)),
+            ("/login/corp", Some(Login("corp"))),
+            ("/login/corp/x", Some(Unknown)),
+            ("/callback/gh", Some(Callback("gh"))),
+            ("/callback", Some(Unknown)),
+            ("/consent", Some(Consent)),
+            ("/token/x", Some(Unknown)),
+            ("/tokens", None),
+            ("/mcp", None),
+            ("/", None),
+        ] {
+            assert_eq!(Endpoint::of(path), want, "{path}");
+        }
+    }
+}
