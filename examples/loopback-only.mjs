@@ -3,10 +3,20 @@
 // server-everything call `app.listen(PORT)`, which binds every interface: anyone on the
 // network could then reach the unauthenticated MCP server around authgate. The server's own
 // code stays unmodified.
+//
+// With LISTEN_FD set (the test suite), the first server started listens on that inherited,
+// already-bound socket instead of the port it asked for.
 import net from "node:net";
 
 const listen = net.Server.prototype.listen;
+let inherited = process.env.LISTEN_FD;
 net.Server.prototype.listen = function (...args) {
+  if (inherited !== undefined) {
+    const fd = Number(inherited);
+    inherited = undefined;
+    const callback = args.find((a) => typeof a === "function");
+    return listen.call(this, { fd }, callback);
+  }
   const [first] = args;
   if (typeof first === "number" || (typeof first === "string" && /^\d+$/.test(first))) {
     // listen(port[, host][, backlog][, callback]): insert the host when none is given.

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::oauth::flow::Flow;
 use crate::oauth::Authority;
 use crate::store::{Cached, RedbStore, Terms};
-use crate::vocab::{ClientId, Identity, ScopeSet, UpstreamName};
+use crate::vocab::{ClientId, Identity, RedirectUri, ScopeSet, UpstreamName};
 use crate::web::Request;
 
 /// argon2 of "demo" (the demo's user), so tests need not hash.
@@ -103,6 +104,29 @@ pub fn terms(client: &str) -> Terms {
         scopes: ScopeSet::parse("mcp:tools").unwrap(),
         upstream: UpstreamName::parse("mcp").unwrap(),
         resource: "http://127.0.0.1:8080/mcp".into(),
+    }
+}
+
+/// The PKCE pair of RFC 7636's appendix B.
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+/// An authorization flow of public client `c1` for `/mcp`, redirecting to
+/// `http://127.0.0.1:5000/cb`, with [`CHALLENGE`].
+pub fn flow(id: &str, expires_at: u64) -> Flow {
+    Flow {
+        id: id.into(),
+        client_id: ClientId::new("c1"),
+        client_name: "C".into(),
+        redirect_uri: RedirectUri::parse_registered("http://127.0.0.1:5000/cb", false).unwrap(),
+        state: None,
+        code_challenge: CHALLENGE.into(),
+        upstream: UpstreamName::parse("mcp").unwrap(),
+        resource: "http://127.0.0.1:8080/mcp".into(),
+        scopes: ScopeSet::parse("mcp:tools").unwrap(),
+        trusted: false,
+        assured: false,
+        expires_at,
     }
 }
 

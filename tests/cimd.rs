@@ -4,19 +4,15 @@
 
 mod common;
 
-use std::collections::HashMap;
-
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use axum::Router;
-use reqwest::redirect::Policy;
 use serde_json::{json, Value};
 
-use common::{start_echo_upstream, Gateway};
+use common::flow::{self, browser, location, query_of, REDIRECT, VERIFIER};
+use common::{start_echo_upstream, Gateway, TestConfig};
 
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-
+/// Serves the documents on 127.0.0.1 (the host the config trusts); returns its port.
 async fn start_documents() -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -76,57 +72,23 @@ async fn start_documents() -> u16 {
     port
 }
 
-async fn start_gateway(up: u16) -> Gateway {
-    let hash = authgate::login::local::hash_password("pw");
-    Gateway::start_with_env(
-        &format!(
-            r#"
-[server]
-listen = ["127.0.0.1:{{port}}"]
-public_url = "http://127.0.0.1:{{port}}"
-data_dir = "{{data}}"
-
-[cimd]
-allow_loopback_http = true
-trusted_hosts = ["127.0.0.1"]
-
-[[upstream]]
-name = "a"
-path = "/a"
-url = "http://127.0.0.1:{up}/up"
-
-[[provider]]
-id = "local"
-kind = "local"
-
-[[provider.users]]
-username = "alice"
-password_hash = "${{ALICE_HASH}}"
-"#
-        ),
-        &[("ALICE_HASH", &hash)],
-    )
-    .await
+async fn start_gateway(up: &str) -> Gateway {
+    let config = TestConfig::new()
+        .raw("[cimd]\nallow_loopback_http = true\ntrusted_hosts = [\"127.0.0.1\"]")
+        .upstream("a", "/a", &format!("{up}/up"), "")
+        .alice("");
+    Gateway::start(&config.build()).await
 }
 
 fn authorize_url(gw: &Gateway, client_id: &str) -> String {
-    let q = serde_urlencoded::to_string([
-        ("response_type", "code"),
-        ("client_id", client_id),
-        ("redirect_uri", "http://127.0.0.1:51000/callback"),
-        ("code_challenge", CHALLENGE),
-        ("code_challenge_method", "S256"),
-        ("state", "s"),
-    ])
-    .unwrap();
-    format!("{}?{q}", gw.url("/authorize"))
+    flow::authorize_url(gw, client_id, &gw.url("/a"), &[])
 }
 
 #[tokio::test]
 async fn a_metadata_document_client_logs_in_and_calls_a_tool() {
     let docs = start_documents().await;
     let up = start_echo_upstream().await;
-    let gw = start_gateway(up).await;
+    let gw = start_gateway(&up).await;
     let m: Value = reqwest::get(gw.url("/.well-known/oauth-authorization-server"))
         .await
         .unwrap()
@@ -140,67 +102,31 @@ async fn a_metadata_document_client_logs_in_and_calls_a_tool() {
         .contains(&json!("none")));
 
     let client_id = format!("http://127.0.0.1:{docs}/good.json");
-    let b = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(Policy::none())
-        .build()
-        .unwrap();
+    let b = browser();
     let r = b.get(authorize_url(&gw, &client_id)).send().await.unwrap();
     assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
-    let login = r.headers()["location"].to_str().unwrap().to_string();
+    let login = location(&r);
     assert!(login.starts_with("/login/local?flow="));
-    let page = b
-        .get(gw.url(&login))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = flow::page(&b, &gw, &login).await;
     assert!(
         page.contains("Doc Client"),
         "the document's client_name is shown"
     );
-    let hidden = |name: &str| {
-        page.split(&format!("name=\"{name}\" value=\""))
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .to_string()
-    };
-    let r = b
-        .post(gw.url("/login/local"))
-        .form(&[
-            ("flow", hidden("flow").as_str()),
-            ("csrf", hidden("csrf").as_str()),
-            ("username", "alice"),
-            ("password", "pw"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let fields = [("username", "alice"), ("password", "pw")];
     // A trusted host skips consent: straight back to the client with a code.
-    let back = r.headers()["location"].to_str().unwrap().to_string();
-    let q: HashMap<String, String> = url::Url::parse(&back)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect();
-    let r = reqwest::Client::new()
-        .post(gw.url("/token"))
-        .form(&[
+    let back = flow::submit(&b, &gw, &page, "/login/local", &fields).await;
+    let (status, t) = flow::token(
+        &gw,
+        &[
             ("grant_type", "authorization_code"),
-            ("code", q["code"].as_str()),
+            ("code", &query_of(&back)["code"]),
             ("code_verifier", VERIFIER),
-            ("client_id", client_id.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let t: Value = r.json().await.unwrap();
+            ("client_id", &client_id),
+            ("redirect_uri", REDIRECT),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{t}");
     let r = reqwest::Client::new()
         .post(gw.url("/a"))
         .bearer_auth(t["access_token"].as_str().unwrap())
@@ -216,11 +142,8 @@ async fn a_metadata_document_client_logs_in_and_calls_a_tool() {
 async fn bad_documents_get_an_error_page_never_a_redirect() {
     let docs = start_documents().await;
     let up = start_echo_upstream().await;
-    let gw = start_gateway(up).await;
-    let b = reqwest::Client::builder()
-        .redirect(Policy::none())
-        .build()
-        .unwrap();
+    let gw = start_gateway(&up).await;
+    let b = browser();
     for (client_id, expected) in [
         (
             format!("http://127.0.0.1:{docs}/other.json"),

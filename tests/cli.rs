@@ -1,16 +1,18 @@
 //! `authgate check`: a summary and exit 0 for a good file; file:line:key and exit 1 otherwise.
 
+mod common;
+
 use std::process::Command;
 
 fn check(text: &str) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gw.toml");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_authgate"))
-        .args(["check", "--config"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authgate"));
+    cmd.args(["check", "--config"])
         .arg(&path)
-        .output()
-        .unwrap();
+        .env_remove("AUTHGATE_TEST_UNSET_SECRET");
+    let out = common::output_within(cmd);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -56,11 +58,9 @@ fn check_reports_every_error_with_place_and_fails() {
 #[test]
 fn check_on_the_shipped_demo_config() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_authgate"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authgate"));
+    cmd.args(["check", "--config"]).arg(&path);
+    let out = common::output_within(cmd);
     assert!(
         out.status.success(),
         "{}",
@@ -70,28 +70,11 @@ fn check_on_the_shipped_demo_config() {
 
 #[test]
 fn check_reports_every_error_at_once_in_file_order() {
-    let (ok, _, stderr) = check(
-        r#"[server]
-public_url = "http://127.0.0.1:8080"
-threads = "two"
-colour = "blue"
-
-[[upstream]]
-name = "a"
-path = 5
-url = "http://127.0.0.1:1"
-
-[[provider]]
-id = "corp"
-kind = "oidc"
-issuer = "https://idp.example"
-client_id = "gw"
-client_secret = "${AUTHGATE_CLI_TEST_UNSET}"
-"#,
-    );
+    // The same file the config parser's unit test reads (src/config/tests.rs).
+    let (ok, _, stderr) = check(include_str!("fixtures/every-error.toml"));
     assert!(!ok);
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 5, "{stderr}");
+    assert_eq!(lines.len(), 8, "{stderr}");
     assert!(
         lines[0].contains("gw.toml:3:11: server.threads:"),
         "{stderr}"
@@ -105,10 +88,10 @@ client_secret = "${AUTHGATE_CLI_TEST_UNSET}"
         "{stderr}"
     );
     assert!(
-        lines[3].contains("gw.toml:16:17: provider[0].client_secret: environment variable `AUTHGATE_CLI_TEST_UNSET` is not set"),
+        lines[5].contains("gw.toml:21:17: provider[0].client_secret: environment variable `AUTHGATE_TEST_UNSET_SECRET` is not set"),
         "{stderr}"
     );
-    assert!(lines[4].ends_with("gw.toml: 4 error(s)"), "{stderr}");
+    assert!(lines[7].ends_with("gw.toml: 7 error(s)"), "{stderr}");
     assert!(
         !stderr.contains("at least one [[provider]]"),
         "a consequence was reported: {stderr}"
@@ -177,11 +160,9 @@ fn run_creates_nothing_on_disk_when_it_cannot_start() {
         format!("[server]\nlisten = [\"127.0.0.1:{port}\"]\npublic_url = \"http://127.0.0.1:{port}\"\ndata_dir = \"state\"\n[[upstream]]\nname = \"a\"\npath = \"/a\"\nurl = \"http://upstream-not-yet.invalid:1\"\nauth = \"none\"\n"),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_authgate"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authgate"));
+    cmd.args(["run", "--config"]).arg(&path);
+    let out = common::output_within(cmd);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

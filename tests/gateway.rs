@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 
-use common::{free_port, Gateway};
+use common::{Gateway, TestConfig};
 
 #[derive(Clone, Default)]
 struct Upstream {
@@ -75,7 +75,8 @@ async fn not_allowed() -> Response {
     (StatusCode::METHOD_NOT_ALLOWED, [("allow", "POST")], "").into_response()
 }
 
-async fn start_upstream() -> (u16, Upstream) {
+/// Starts the upstream; returns its base URL and its state.
+async fn start_upstream() -> (String, Upstream) {
     let up = Upstream::default();
     let app = Router::new()
         .route("/mcp/sse", post(sse))
@@ -87,64 +88,35 @@ async fn start_upstream() -> (u16, Upstream) {
         )
         .fallback(any(common::echo))
         .with_state(up.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (port, up)
+    (format!("http://{}", common::serve(app).await), up)
 }
 
-/// Sends `request` as raw bytes and returns the response as text.
-async fn raw_request(port: u16, request: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn config(upstream_port: u16, extra: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:{{port}}"]
-public_url = "http://127.0.0.1:{{port}}"
-data_dir = "{{data}}"
-threads = 2
-
-[[upstream]]
-name = "main"
-path = "/mcp"
-url = "http://127.0.0.1:{upstream_port}/mcp"
-auth = "none"
-idle_timeout = "1s"
-
-[[upstream]]
-name = "renamed"
-path = "/tools/v1"
-url = "http://127.0.0.1:{upstream_port}/mcp"
-auth = "none"
-
-[[upstream]]
-name = "vhost"
-path = "/mcp"
-host = "mcp.example"
-url = "http://127.0.0.1:{upstream_port}/vhost"
-auth = "none"
-{extra}
-"#
-    )
+/// Three routes to `up`: `/mcp` (1s idle timeout), `/tools/v1` rewritten onto `/mcp`, and
+/// `/mcp` on host `mcp.example` to `/vhost`; then `extra` sections.
+fn config(up: &str, extra: &str) -> String {
+    TestConfig::new()
+        .server("threads = 2")
+        .upstream(
+            "main",
+            "/mcp",
+            &format!("{up}/mcp"),
+            "auth = \"none\"\nidle_timeout = \"1s\"",
+        )
+        .public("renamed", "/tools/v1", &format!("{up}/mcp"))
+        .upstream(
+            "vhost",
+            "/mcp",
+            &format!("{up}/vhost"),
+            "host = \"mcp.example\"\nauth = \"none\"",
+        )
+        .raw(extra)
+        .build()
 }
 
 #[tokio::test]
 async fn health_ready_and_unknown_paths() {
-    let (port, _up) = start_upstream().await;
-    let gw = Gateway::start(&config(port, "")).await;
+    let (up, _up) = start_upstream().await;
+    let gw = Gateway::start(&config(&up, "")).await;
     let client = reqwest::Client::new();
 
     let r = client.get(gw.url("/healthz")).send().await.unwrap();
@@ -162,9 +134,9 @@ async fn health_ready_and_unknown_paths() {
     }
     // Sent raw: HTTP clients normalise dot segments away before sending.
     for path in ["/mcp/%2e%2e/admin", "/mcp/../admin"] {
-        let head = raw_request(
-            gw.port,
-            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        let (head, _) = common::raw(
+            gw.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
         )
         .await;
         assert!(head.starts_with("HTTP/1.1 400"), "{path}: {head}");
@@ -175,8 +147,8 @@ async fn health_ready_and_unknown_paths() {
 
 #[tokio::test]
 async fn proxies_with_rewrite_and_mcp_headers_both_ways() {
-    let (port, _up) = start_upstream().await;
-    let gw = Gateway::start(&config(port, "")).await;
+    let (up, _up) = start_upstream().await;
+    let gw = Gateway::start(&config(&up, "")).await;
     let client = reqwest::Client::new();
 
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
@@ -201,10 +173,10 @@ async fn proxies_with_rewrite_and_mcp_headers_both_ways() {
     let h = &seen["headers"];
     assert_eq!(h["mcp-session-id"], "client-session-7");
     assert_eq!(h["mcp-protocol-version"], "2025-11-25");
-    assert_eq!(h["host"], format!("127.0.0.1:{port}"));
+    assert_eq!(h["host"], up.strip_prefix("http://").unwrap());
     assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "http");
-    assert_eq!(h["x-forwarded-host"], format!("127.0.0.1:{}", gw.port));
+    assert_eq!(h["x-forwarded-host"], gw.addr.to_string());
 
     // The route root maps onto the upstream path itself; DELETE passes with its session id.
     let r = client
@@ -241,7 +213,8 @@ async fn proxies_with_rewrite_and_mcp_headers_both_ways() {
     assert_eq!(r.headers()["allow"], "POST");
 
     // One access-log line per request, with no query string and no header values.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.wait_for_access("the /tools/v1/sub line", |l| l["path"] == "/tools/v1/sub")
+        .await;
     let log = gw.access_log();
     let line = log
         .iter()
@@ -265,8 +238,8 @@ async fn proxies_with_rewrite_and_mcp_headers_both_ways() {
 
 #[tokio::test]
 async fn sse_reaches_the_client_event_by_event() {
-    let (port, up) = start_upstream().await;
-    let gw = Gateway::start(&config(port, "")).await;
+    let (base, up) = start_upstream().await;
+    let gw = Gateway::start(&config(&base, "")).await;
     let client = reqwest::Client::new();
 
     let r = client
@@ -304,9 +277,9 @@ async fn sse_reaches_the_client_event_by_event() {
 
 #[tokio::test]
 async fn get_stream_is_held_open_and_resumption_header_passes() {
-    let (port, _up) = start_upstream().await;
+    let (up, _up) = start_upstream().await;
     // The stream idles longer than `main`'s 1s idle timeout would allow, so use `renamed`.
-    let gw = Gateway::start(&config(port, "")).await;
+    let gw = Gateway::start(&config(&up, "")).await;
     let client = reqwest::Client::new();
     let r = client
         .get(gw.url("/tools/v1/stream"))
@@ -333,12 +306,14 @@ async fn get_stream_is_held_open_and_resumption_header_passes() {
 
 #[tokio::test]
 async fn unreachable_and_slow_upstreams_get_json_errors() {
-    let (port, _up) = start_upstream().await;
-    let dead = free_port();
+    let (up, _up) = start_upstream().await;
+    // Bound and never listening: connections to it are refused, and nothing else takes it.
+    let dead = common::bound_socket();
     let extra = format!(
-        "[[upstream]]\nname = \"dead\"\npath = \"/dead\"\nurl = \"http://127.0.0.1:{dead}/mcp\"\nauth = \"none\"\n"
+        "[[upstream]]\nname = \"dead\"\npath = \"/dead\"\nurl = \"http://{}/mcp\"\nauth = \"none\"\n",
+        dead.local_addr().unwrap()
     );
-    let gw = Gateway::start(&config(port, &extra)).await;
+    let gw = Gateway::start(&config(&up, &extra)).await;
     let client = reqwest::Client::new();
 
     let r = client
@@ -388,12 +363,11 @@ async fn refuses_to_start_on_a_bad_config() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, "[server]\npublic_url = \"http://127.0.0.1:1\"\n[[upstream]]\nname = \"a\"\npath = \"/a\"\nurl = \"${AUTHGATE_TEST_UNSET}\"\nauth = \"none\"\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
-        .args(["run", "--config"])
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"));
+    cmd.args(["run", "--config"])
         .arg(&path)
-        .env_remove("AUTHGATE_TEST_UNSET")
-        .output()
-        .unwrap();
+        .env_remove("AUTHGATE_TEST_UNSET");
+    let out = common::output_within(cmd);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -406,7 +380,7 @@ async fn refuses_to_start_on_a_bad_config() {
 
 /// Counts requests whose body reached the upstream complete, to prove refused ones never
 /// did; answers with the body it got.
-async fn start_counting_upstream() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+async fn start_counting_upstream() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let h = hits.clone();
     let app = Router::new().fallback(any(move |req: axum::extract::Request| {
@@ -424,17 +398,14 @@ async fn start_counting_upstream() -> (u16, Arc<std::sync::atomic::AtomicUsize>)
             }
         }
     }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (port, hits)
+    (format!("http://{}", common::serve(app).await), hits)
 }
 
 #[tokio::test]
 async fn mismatched_mcp_headers_never_reach_the_upstream() {
     use std::sync::atomic::Ordering::SeqCst;
-    let (port, hits) = start_counting_upstream().await;
-    let gw = Gateway::start(&config(port, "")).await;
+    let (up, hits) = start_counting_upstream().await;
+    let gw = Gateway::start(&config(&up, "")).await;
     let client = reqwest::Client::new();
     let call = |name: &str, pad: usize| {
         let body = serde_json::json!({
@@ -480,17 +451,16 @@ async fn mismatched_mcp_headers_never_reach_the_upstream() {
         );
     }
     assert_eq!(hits.load(SeqCst), 2);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(gw
-        .access_log()
-        .iter()
-        .any(|l| l["mcp_method"] == "tools/call" && l["mcp_name"] == "safe_tool"));
+    gw.wait_for_access("the tools/call line", |l| {
+        l["mcp_method"] == "tools/call" && l["mcp_name"] == "safe_tool"
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn browser_origins_are_checked_and_get_cors() {
-    let (port, hits) = start_counting_upstream().await;
-    let gw = Gateway::start(&config(port, "")).await;
+    let (up, hits) = start_counting_upstream().await;
+    let gw = Gateway::start(&config(&up, "")).await;
     let client = reqwest::Client::new();
     let r = client
         .post(gw.url("/mcp"))

@@ -7,15 +7,15 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::routing::any;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{free_port, Gateway};
+use common::{Gateway, TestConfig};
 
-/// Counts the requests that reached it; echoes what it got.
-async fn counting_upstream() -> (u16, Arc<AtomicUsize>) {
+/// Counts the requests that reached it; echoes what it got. Returns its base URL.
+async fn counting_upstream() -> (String, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let h = hits.clone();
     let app = axum::Router::new().fallback(any(move |req: axum::extract::Request| {
@@ -25,88 +25,29 @@ async fn counting_upstream() -> (u16, Arc<AtomicUsize>) {
             common::echo(req).await
         }
     }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (port, hits)
+    (format!("http://{}", common::serve(app).await), hits)
 }
 
-fn config(up: u16, server_extra: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:{{port}}"]
-public_url = "http://127.0.0.1:{{port}}"
-data_dir = "{{data}}"
-{server_extra}
-
-[[scope]]
-name = "mcp:tools"
-
-[[upstream]]
-name = "open"
-path = "/open"
-url = "http://127.0.0.1:{up}/mcp"
-auth = "none"
-
-[[upstream]]
-name = "guarded"
-path = "/mcp"
-url = "http://127.0.0.1:{up}/mcp"
-scopes = ["mcp:tools"]
-
-[[provider]]
-id = "local"
-kind = "local"
-
-[[provider.users]]
-username = "alice"
-password_hash = "$argon2id$v=19$m=19456,t=2,p=1$GZ5bcwe5pUpGzcs1vS7Ltw$lPZ6MxMfx6x/k9pOXl9gvMd1kUzYdZHgd4r+9c9mLII"
-"#
-    )
-}
-
-/// Writes `request` raw; returns what came back and whether the server closed the
-/// connection afterwards (EOF within a second of the answer).
-async fn raw(port: u16, request: &[u8]) -> (String, bool) {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    s.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 65536];
-    let mut closed = false;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let wait = if out.is_empty() {
-            deadline.saturating_duration_since(Instant::now())
-        } else {
-            Duration::from_secs(1)
-        };
-        match tokio::time::timeout(wait, s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => {
-                closed = true;
-                break;
-            }
-            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-            Err(_) => break,
-        }
-    }
-    (String::from_utf8_lossy(&out).into_owned(), closed)
-}
-
-fn status_of(response: &str) -> u16 {
-    response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+/// A public route `/open` and a protected one `/mcp`, both to `up`; `server` lines added.
+fn config(up: &str, server: &str) -> String {
+    TestConfig::new()
+        .server(server)
+        .scope("mcp:tools")
+        .public("open", "/open", &format!("{up}/mcp"))
+        .upstream(
+            "guarded",
+            "/mcp",
+            &format!("{up}/mcp"),
+            "scopes = [\"mcp:tools\"]",
+        )
+        .alice("")
+        .build()
 }
 
 #[tokio::test]
 async fn oversized_headers_get_431_before_any_auth_work() {
     let (up, hits) = counting_upstream().await;
-    let gw = Gateway::start(&config(up, "max_headers = 20")).await;
+    let gw = Gateway::start(&config(&up, "max_headers = 20")).await;
     let client = reqwest::Client::new();
     // On the protected route without a token: 431, not the 401 challenge.
     let r = client
@@ -160,7 +101,7 @@ async fn oversized_headers_get_431_before_any_auth_work() {
 #[tokio::test]
 async fn ambiguous_framing_is_refused_and_the_connection_closed() {
     let (up, hits) = counting_upstream().await;
-    let gw = Gateway::start(&config(up, "")).await;
+    let gw = Gateway::start(&config(&up, "")).await;
     let head = |te_or_cl: &str| format!("POST /open/x HTTP/1.1\r\nHost: gw\r\n{te_or_cl}\r\n\r\n");
     for (framing, body) in [
         ("Content-Length: 5, 5", "hello"),
@@ -188,8 +129,8 @@ async fn ambiguous_framing_is_refused_and_the_connection_closed() {
         request.extend_from_slice(body.as_bytes());
         // A second request pipelined behind: it must never be answered.
         request.extend_from_slice(b"GET /open/smuggled HTTP/1.1\r\nHost: gw\r\n\r\n");
-        let (response, closed) = raw(gw.port, &request).await;
-        assert_eq!(status_of(&response), 400, "{framing:?}: {response}");
+        let (response, closed) = common::raw(gw.addr, &request).await;
+        assert_eq!(common::status_of(&response), 400, "{framing:?}: {response}");
         assert!(closed, "{framing:?}: the connection must close");
         assert_eq!(
             response.matches("HTTP/1.1").count(),
@@ -203,12 +144,12 @@ async fn ambiguous_framing_is_refused_and_the_connection_closed() {
         "no refused request reached the upstream"
     );
     // Plain framing still works, on a kept-alive connection.
-    let (response, closed) = raw(
-        gw.port,
+    let (response, closed) = common::raw(
+        gw.addr,
         b"POST /open/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\r\nhello",
     )
     .await;
-    assert_eq!(status_of(&response), 200, "{response}");
+    assert_eq!(common::status_of(&response), 200, "{response}");
     assert!(!closed);
 }
 
@@ -218,40 +159,34 @@ async fn a_bare_lf_in_a_chunk_extension_is_reframed_not_passed_through() {
     // authgate re-frames the body, so the upstream sees one clean chunked body and no second
     // request can hide in the extension.
     let (up, hits) = counting_upstream().await;
-    let gw = Gateway::start(&config(up, "")).await;
-    let (response, _) = raw(
-        gw.port,
+    let gw = Gateway::start(&config(&up, "")).await;
+    let (response, _) = common::raw(
+        gw.addr,
         b"POST /open/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n5;a\nGET /x HTTP/1.1\r\nhello\r\n0\r\n\r\n",
     )
     .await;
-    assert_eq!(status_of(&response), 200, "{response}");
+    assert_eq!(common::status_of(&response), 200, "{response}");
     assert!(response.contains(r#""body":"hello""#), "{response}");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
 async fn an_upstream_name_that_does_not_resolve_yet_gets_502_and_the_gateway_runs() {
-    let port = free_port();
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = ["127.0.0.1:{{port}}"]
-public_url = "http://127.0.0.1:{{port}}"
-data_dir = "{{data}}"
-
-[[upstream]]
-name = "later"
-path = "/later"
-url = "http://upstream-not-yet.invalid:{port}/mcp"
-auth = "none"
-
-[[upstream]]
-name = "local"
-path = "/local"
-url = "http://localhost:{port}/mcp"
-auth = "none"
-"#
-    ))
+    // A port for an upstream that is not there yet: bound now (so nothing else takes it),
+    // listening only later; until then connections are refused.
+    let socket = common::bound_socket();
+    let addr = socket.local_addr().unwrap();
+    let (ip, port) = (addr.ip(), addr.port());
+    let gw = Gateway::start(
+        &TestConfig::new()
+            .public(
+                "later",
+                "/later",
+                &format!("http://upstream-not-yet.invalid:{port}/mcp"),
+            )
+            .public("local", "/local", &format!("http://{ip}:{port}/mcp"))
+            .build(),
+    )
     .await;
     let client = reqwest::Client::new();
     let r = client.post(gw.url("/later")).send().await.unwrap();
@@ -263,9 +198,7 @@ auth = "none"
         client.post(gw.url("/local")).send().await.unwrap().status(),
         502
     );
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
+    let listener = socket.listen(64).unwrap();
     let app = axum::Router::new().fallback(any(common::echo));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let r = client.post(gw.url("/local")).send().await.unwrap();
@@ -282,40 +215,23 @@ fn signal(gw: &Gateway, sig: &str) {
     assert!(ok, "kill {sig}");
 }
 
-/// Polls the log until `needle` shows up.
-async fn wait_for_log(gw: &Gateway, needle: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !gw.logs().contains(needle) {
-        assert!(
-            Instant::now() < deadline,
-            "{needle:?} never logged:\n{}",
-            gw.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn sighup_and_sigquit_are_ignored_with_a_warning_and_sigterm_stops() {
     let (up, _) = counting_upstream().await;
-    let mut gw = Gateway::start(&config(up, "")).await;
+    let mut gw = Gateway::start(&config(&up, "")).await;
     signal(&gw, "-HUP");
-    wait_for_log(&gw, "SIGHUP received").await;
+    gw.wait_for_log("SIGHUP received").await;
     signal(&gw, "-QUIT");
-    wait_for_log(&gw, "SIGQUIT received").await;
+    gw.wait_for_log("SIGQUIT received").await;
     let r = reqwest::get(gw.url("/healthz")).await.unwrap();
     assert_eq!(r.status(), 200, "still serving");
     assert!(gw.child.try_wait().unwrap().is_none());
     signal(&gw, "-TERM");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = gw.child.try_wait().unwrap() {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "SIGTERM did not stop authgate");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let status = common::eventually("authgate stopping on SIGTERM", || {
+        gw.child.try_wait().unwrap()
+    })
+    .await;
+    assert!(status.success(), "{status}");
 }
 
 #[tokio::test]
@@ -334,14 +250,10 @@ async fn a_client_leaving_mid_stream_is_not_an_error_and_durations_are_short() {
             .body(axum::body::Body::from_stream(stream))
             .unwrap()
     }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let gw = Gateway::start(&config(up, "")).await;
+    let up = format!("http://{}", common::serve(app).await);
+    let gw = Gateway::start(&config(&up, "")).await;
     for _ in 0..3 {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", gw.port))
-            .await
-            .unwrap();
+        let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
         s.write_all(b"GET /open/events HTTP/1.1\r\nHost: gw\r\n\r\n")
             .await
             .unwrap();
@@ -350,11 +262,10 @@ async fn a_client_leaving_mid_stream_is_not_an_error_and_durations_are_short() {
         assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
         drop(s);
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while gw.access_log().len() < 3 {
-        assert!(Instant::now() < deadline, "no access lines:\n{}", gw.logs());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually("three access-log lines", || {
+        (gw.access_log().len() >= 3).then_some(())
+    })
+    .await;
     let logs = gw.logs();
     assert!(
         !logs.lines().any(|l| l.contains("\"level\":\"ERROR\"")),
@@ -368,20 +279,24 @@ async fn a_client_leaving_mid_stream_is_not_an_error_and_durations_are_short() {
     }
 }
 
-/// Local addresses listening on `port`, from /proc/net/tcp and tcp6 (hex, as the kernel
-/// prints them).
-fn listening_addresses(port: u16) -> Vec<String> {
+/// The addresses `pid` listens on, as /proc/net/tcp{,6} print them (hex): its socket inodes
+/// from /proc/<pid>/fd matched against the kernel's tables.
+fn listening_addresses_of(pid: u32) -> Vec<String> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
     let mut out = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let text = std::fs::read_to_string(table).unwrap_or_default();
         for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
-                continue;
-            };
-            let (addr, p) = local.split_once(':').unwrap();
-            if *state == "0A" && u16::from_str_radix(p, 16).unwrap() == port {
-                out.push(addr.to_string());
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && f[3] == "0A" && inodes.iter().any(|i| i == f[9]) {
+                out.push(f[1].to_string());
             }
         }
     }
@@ -390,13 +305,29 @@ fn listening_addresses(port: u16) -> Vec<String> {
 
 #[tokio::test]
 async fn the_demo_upstream_listens_on_loopback_only() {
-    // The demo and the tests start server-everything the same way: behind
-    // examples/loopback-only.mjs, so nothing on the network reaches it around the gateway.
-    let (_child, port) = common::start_everything().await;
-    let addrs = listening_addresses(port);
-    assert_eq!(
-        addrs,
-        ["0100007F"],
+    // Started exactly as examples/demo.sh does (a port of its own choosing, behind
+    // examples/loopback-only.mjs): nothing on the network reaches it around the gateway.
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg("--import")
+        .arg(common::repo_root().join("examples/loopback-only.mjs"))
+        .arg(
+            common::e2e_dir()
+                .join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+        )
+        .arg("streamableHttp")
+        .env("PORT", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let child = common::ChildGuard(cmd.spawn().unwrap());
+    let pid = child.0.id();
+    let addrs = common::eventually("server-everything listening", || {
+        let a = listening_addresses_of(pid);
+        (!a.is_empty()).then_some(a)
+    })
+    .await;
+    assert_eq!(addrs.len(), 1, "{addrs:?}");
+    assert!(
+        addrs[0].starts_with("0100007F:"),
         "server-everything listens on {addrs:?}, not 127.0.0.1 only"
     );
 }

@@ -4,45 +4,26 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
-use common::{e2e_dir, start_everything, wait_http_ok, Gateway};
+use common::{e2e_dir, start_everything, Gateway, TestConfig};
 use serde_json::Value;
 
 fn run_client(url: &str) -> Value {
-    let out = Command::new("node")
-        .arg(e2e_dir().join("mcp-client.mjs"))
-        .arg(url)
-        .output()
-        .expect("run node");
-    assert!(
-        out.status.success(),
-        "SDK client failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("client prints JSON")
+    let (ok, out, stderr) = common::run_node_json("mcp-client.mjs", &[url]);
+    assert!(ok, "SDK client failed:\n{out}\n{stderr}");
+    out
 }
 
 #[tokio::test]
 async fn sdk_client_through_gateway_to_server_everything() {
-    let (_everything, mcp_port) = start_everything().await;
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = ["127.0.0.1:{{port}}"]
-public_url = "http://127.0.0.1:{{port}}"
-data_dir = "{{data}}"
-
-[[upstream]]
-name = "everything"
-path = "/everything"
-url = "http://127.0.0.1:{mcp_port}/mcp"
-auth = "none"
-"#
-    ))
+    let (_everything, mcp_url) = start_everything().await;
+    let gw = Gateway::start(
+        &TestConfig::new()
+            .public("everything", "/everything", &mcp_url)
+            .build(),
+    )
     .await;
-    wait_http_ok(&gw.url("/readyz"), Duration::from_secs(5), "authgate").await;
+    common::wait_http_ok(&gw.url("/readyz"), "authgate").await;
 
     let out = run_client(&gw.url("/everything"));
     assert!(
@@ -83,7 +64,8 @@ auth = "none"
     );
 
     // Every request went through the gateway to the upstream.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.wait_for_access("the DELETE line", |l| l["method"] == "DELETE")
+        .await;
     let log = gw.access_log();
     let methods: Vec<&str> = log
         .iter()
@@ -97,48 +79,21 @@ auth = "none"
     assert!(methods.contains(&"DELETE"), "{methods:?}");
 }
 
-/// Starts the SDK v2 server (2026-07-28) on a free port.
-fn start_v2_server() -> (common::ChildGuard, u16) {
-    use std::io::BufRead;
-    let port = common::free_port();
-    let mut child = Command::new("node")
-        .arg(e2e_dir().join("mcp-v2-server.mjs"))
-        .env("PORT", port.to_string())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn node");
-    let stdout = child.stdout.take().unwrap();
-    let guard = common::ChildGuard(child);
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .unwrap();
-    assert!(
-        line.starts_with("READY"),
-        "v2 server did not start: {line:?}"
-    );
-    (guard, port)
+/// Starts the SDK v2 server (2026-07-28) on a listener bound here; returns its `/mcp` URL.
+fn start_v2_server() -> (common::ChildGuard, String) {
+    let listener = common::listener();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let mut cmd = Command::new("node");
+    cmd.arg(e2e_dir().join("mcp-v2-server.mjs"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    (common::spawn_listening(cmd, listener), url)
 }
 
 #[tokio::test]
 async fn sdk_v2_client_stateless_2026_07_28_and_negotiated_through_gateway() {
-    let (_server, port) = start_v2_server();
-    let gw = Gateway::start(&format!(
-        r#"
-[server]
-listen = ["127.0.0.1:{{port}}"]
-public_url = "http://127.0.0.1:{{port}}"
-data_dir = "{{data}}"
-
-[[upstream]]
-name = "v2"
-path = "/v2/mcp"
-url = "http://127.0.0.1:{port}/mcp"
-auth = "none"
-"#
-    ))
-    .await;
+    let (_server, upstream) = start_v2_server();
+    let gw = Gateway::start(&TestConfig::new().public("v2", "/v2/mcp", &upstream).build()).await;
     let url = gw.url("/v2/mcp");
     for revision in ["2026", "default"] {
         let (ok, out, stderr) = common::run_node_json("mcp-v2-client.mjs", &[&url, revision]);
@@ -169,7 +124,8 @@ auth = "none"
         }
     }
     // authgate validated the mirrored headers against the bodies and logged the call.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.wait_for_access("the tools/call line", |l| l["mcp_method"] == "tools/call")
+        .await;
     let log = gw.access_log();
     assert!(
         log.iter().any(|l| l["mcp_method"] == "tools/call"

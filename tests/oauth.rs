@@ -4,267 +4,41 @@
 
 mod common;
 
-use std::collections::HashMap;
-
-use reqwest::redirect::Policy;
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use common::{start_echo_upstream, Gateway};
+use common::flow::{self, *};
+use common::{start_echo_upstream, Gateway, TestConfig};
 
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-const REDIRECT: &str = "http://127.0.0.1:41234/callback";
-
-fn config(up: u16, extra: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:{{port}}"]
-public_url = "http://127.0.0.1:{{port}}"
-data_dir = "{{data}}"
-
-[auth]
-code_ttl = "1m"
-{extra}
-
-[[scope]]
-name = "mcp:tools"
-description = "Use tools"
-
-[[scope]]
-name = "mcp:admin"
-description = "Administer"
-
-[[upstream]]
-name = "a"
-path = "/a"
-url = "http://127.0.0.1:{up}/up-a"
-scopes = ["mcp:tools"]
-
-[[upstream]]
-name = "b"
-path = "/b"
-url = "http://127.0.0.1:{up}/up-b"
-scopes = ["mcp:tools"]
-
-[[upstream]]
-name = "admin"
-path = "/admin"
-url = "http://127.0.0.1:{up}/up-admin"
-scopes = ["mcp:admin"]
-
-[[upstream]]
-name = "public"
-path = "/public"
-url = "http://127.0.0.1:{up}/up-public"
-auth = "none"
-
-[[provider]]
-id = "local"
-kind = "local"
-
-[[provider.users]]
-username = "alice"
-password_hash = "${{ALICE_HASH}}"
-email = "alice@example.test"
-name = "Alice"
-groups = ["eng", "ops", "cn=admins,ou=groups"]
-
-[[client]]
-client_id = "cli"
-name = "First-party CLI"
-redirect_uris = ["http://127.0.0.1/callback"]
-trusted = true
-
-[[client]]
-client_id = "rs"
-name = "Resource server"
-secret = "rs-secret"
-redirect_uris = ["https://rs.example/cb"]
-"#
-    )
+/// Routes a, b (scope mcp:tools), admin (mcp:admin) and public, alice, a trusted first-party
+/// client and a confidential one; `auth` lines go into `[auth]`.
+fn config(up: &str, auth: &[&str]) -> String {
+    let mut c = TestConfig::new().auth("code_ttl = \"1m\"");
+    for line in auth {
+        c = c.auth(line);
+    }
+    c.scope("mcp:tools")
+        .scope("mcp:admin")
+        .upstream("a", "/a", &format!("{up}/up-a"), "scopes = [\"mcp:tools\"]")
+        .upstream("b", "/b", &format!("{up}/up-b"), "scopes = [\"mcp:tools\"]")
+        .upstream("admin", "/admin", &format!("{up}/up-admin"), "scopes = [\"mcp:admin\"]")
+        .public("public", "/public", &format!("{up}/up-public"))
+        .alice("email = \"alice@example.test\"\nname = \"Alice\"\ngroups = [\"eng\", \"ops\", \"cn=admins,ou=groups\"]")
+        .raw("[[client]]\nclient_id = \"cli\"\nname = \"First-party CLI\"\nredirect_uris = [\"http://127.0.0.1/callback\"]\ntrusted = true")
+        .raw("[[client]]\nclient_id = \"rs\"\nname = \"Resource server\"\nsecret = \"rs-secret\"\nredirect_uris = [\"https://rs.example/cb\"]")
+        .build()
 }
 
-async fn start(extra: &str) -> (Gateway, u16) {
+async fn start(auth: &[&str]) -> (Gateway, String) {
     let up = start_echo_upstream().await;
-    let hash = authgate::login::local::hash_password("pw");
-    let gw = Gateway::start_with_env(&config(up, extra), &[("ALICE_HASH", &hash)]).await;
+    let gw = Gateway::start(&config(&up, auth)).await;
     (gw, up)
 }
 
-/// A browser: cookies kept, redirects not followed (we read each Location).
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn location(r: &reqwest::Response) -> String {
-    r.headers()
-        .get("location")
-        .unwrap_or_else(|| panic!("no Location on {}", r.status()))
-        .to_str()
-        .unwrap()
-        .to_string()
-}
-
-fn query_of(url: &str) -> HashMap<String, String> {
-    url::Url::parse(url)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect()
-}
-
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} in:\n{html}"))
-        + marker.len();
-    html[start..].split('"').next().unwrap().to_string()
-}
-
-async fn register(gw: &Gateway, body: Value) -> (StatusCode, Value) {
-    let r = reqwest::Client::new()
-        .post(gw.url("/register"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap())
-}
-
-async fn public_client(gw: &Gateway) -> String {
-    let (s, v) = register(
-        gw,
-        json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none", "client_name": "Test client"}),
-    )
-    .await;
-    assert_eq!(s, 201, "{v}");
-    v["client_id"].as_str().unwrap().to_string()
-}
-
-fn authorize_url(gw: &Gateway, client_id: &str, resource: &str, extra: &[(&str, &str)]) -> String {
-    let mut params = vec![
-        ("response_type", "code"),
-        ("client_id", client_id),
-        ("redirect_uri", REDIRECT),
-        ("code_challenge", CHALLENGE),
-        ("code_challenge_method", "S256"),
-        ("state", "st-1"),
-        ("resource", resource),
-    ];
-    params.extend_from_slice(extra);
-    format!(
-        "{}?{}",
-        gw.url("/authorize"),
-        serde_urlencoded::to_string(&params).unwrap()
-    )
-}
-
-/// Logs in as alice at `url` (an authorize URL) and approves consent when asked; returns the
-/// final redirect to the client.
-async fn login_and_approve(gw: &Gateway, b: &reqwest::Client, url: &str) -> String {
-    let r = b.get(url).send().await.unwrap();
-    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
-    let mut next = location(&r);
-    if next.starts_with("/login/") {
-        let page = b
-            .get(gw.url(&next))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let flow = hidden(&page, "flow");
-        let r = b
-            .post(gw.url("/login/local"))
-            .form(&[
-                ("flow", flow.as_str()),
-                ("csrf", hidden(&page, "csrf").as_str()),
-                ("username", "alice"),
-                ("password", "pw"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 303);
-        next = location(&r);
-    }
-    if next.starts_with("/consent") {
-        let page = b
-            .get(gw.url(&next))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let r = b
-            .post(gw.url("/consent"))
-            .form(&[
-                ("flow", hidden(&page, "flow").as_str()),
-                ("csrf", hidden(&page, "csrf").as_str()),
-                ("decision", "approve"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 303);
-        next = location(&r);
-    }
-    next
-}
-
-async fn token(gw: &Gateway, form: &[(&str, &str)]) -> (StatusCode, Value) {
-    let r = reqwest::Client::new()
-        .post(gw.url("/token"))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    assert_eq!(r.headers()["cache-control"], "no-store");
-    (status, r.json().await.unwrap())
-}
-
-/// Registers a client, logs in, and returns (client_id, code) for `resource`.
+/// Signs in with a fresh public client: (client_id, code) for `resource`.
 async fn code_for(gw: &Gateway, resource: &str) -> (String, String) {
     let client = public_client(gw).await;
-    code_for_client(gw, client, resource).await
-}
-
-async fn code_for_client(gw: &Gateway, client: String, resource: &str) -> (String, String) {
-    let back = login_and_approve(gw, &browser(), &authorize_url(gw, &client, resource, &[])).await;
-    assert!(back.starts_with(REDIRECT), "{back}");
-    let q = query_of(&back);
-    assert_eq!(q["state"], "st-1");
-    assert_eq!(q["iss"], gw.url(""));
-    (client, q["code"].clone())
-}
-
-async fn tokens_for(gw: &Gateway, resource: &str) -> (String, Value) {
-    let (client, code) = code_for(gw, resource).await;
-    let (s, v) = token(
-        gw,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", VERIFIER),
-            ("client_id", &client),
-            ("redirect_uri", REDIRECT),
-            ("resource", resource),
-        ],
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    (client, v)
+    let code = code_for_client(gw, &client, resource).await;
+    (client, code)
 }
 
 /// A call with the token, and every identity header a client could try to slip through:
@@ -292,7 +66,7 @@ async fn call(gw: &Gateway, path: &str, token: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn discovery_documents() {
-    let (gw, _) = start("").await;
+    let (gw, _) = start(&[]).await;
     let c = reqwest::Client::new();
     let base = gw.url("");
     for path in [
@@ -373,7 +147,7 @@ async fn discovery_documents() {
 
 #[tokio::test]
 async fn protected_routes_challenge_without_a_valid_token() {
-    let (gw, _) = start("").await;
+    let (gw, _) = start(&[]).await;
     let c = reqwest::Client::new();
     let prm = gw.url("/.well-known/oauth-protected-resource/a");
     for (method, path) in [
@@ -431,7 +205,7 @@ async fn protected_routes_challenge_without_a_valid_token() {
 
 #[tokio::test]
 async fn tokens_reach_only_their_upstream_with_identity_headers() {
-    let (gw, _) = start("").await;
+    let (gw, _) = start(&[]).await;
     let (_, t) = tokens_for(&gw, &gw.url("/a")).await;
     let access = t["access_token"].as_str().unwrap();
     assert!(access.starts_with("ag_at_") && access.len() >= 6 + 43);
@@ -506,7 +280,7 @@ async fn tokens_reach_only_their_upstream_with_identity_headers() {
 
 #[tokio::test]
 async fn authorize_errors_are_pages_before_the_client_is_known_and_redirects_after() {
-    let (gw, _) = start("").await;
+    let (gw, _) = start(&[]).await;
     let client = public_client(&gw).await;
     let b = browser();
     let res = gw.url("/a");
@@ -592,22 +366,9 @@ async fn authorize_errors_are_pages_before_the_client_is_known_and_redirects_aft
     assert!(location(&r).starts_with("/login/"));
 }
 
-async fn post_form(
-    b: &reqwest::Client,
-    url: &str,
-    origin: Option<&str>,
-    form: &[(&str, &str)],
-) -> reqwest::Response {
-    let mut req = b.post(url).form(form);
-    if let Some(o) = origin {
-        req = req.header("origin", o);
-    }
-    req.send().await.unwrap()
-}
-
 #[tokio::test]
 async fn login_and_consent_forms_are_csrf_protected_single_use_and_deniable() {
-    let (gw, _) = start("").await;
+    let (gw, _) = start(&[]).await;
     let client = public_client(&gw).await;
     let b = browser();
     let url = authorize_url(&gw, &client, &gw.url("/a"), &[]);
@@ -721,14 +482,7 @@ async fn login_and_consent_forms_are_csrf_protected_single_use_and_deniable() {
     assert_eq!(r.status(), 302);
     let next = location(&r);
     assert!(next.starts_with("/consent?"), "{next}");
-    let html = b
-        .get(gw.url(&next))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = flow::page(&b, &gw, &next).await;
     assert!(html.contains("Continue to Test client?"), "{html}");
     assert!(html.contains("Continue</button>"), "{html}");
     let deny = [
@@ -765,13 +519,9 @@ async fn login_and_consent_forms_are_csrf_protected_single_use_and_deniable() {
     );
 }
 
-fn urlencode(s: &str) -> String {
-    serde_urlencoded::to_string([("x", s)]).unwrap()[2..].to_string()
-}
-
 #[tokio::test]
 async fn token_endpoint_errors() {
-    let (gw, _) = start("").await;
+    let (gw, _) = start(&[]).await;
     let res = gw.url("/a");
     let (client, code) = code_for(&gw, &res).await;
     let base = |code: &str| {
@@ -866,7 +616,7 @@ async fn token_endpoint_errors() {
 
 #[tokio::test]
 async fn clients_registered_without_the_refresh_grant_get_no_refresh_tokens() {
-    let (gw, _) = start("").await;
+    let (gw, _) = start(&[]).await;
     let (s, v) = register(
         &gw,
         json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none", "grant_types": ["authorization_code"]}),
@@ -876,7 +626,7 @@ async fn clients_registered_without_the_refresh_grant_get_no_refresh_tokens() {
     assert_eq!(v["grant_types"], json!(["authorization_code"]));
     let client = v["client_id"].as_str().unwrap().to_string();
     let res = gw.url("/a");
-    let (client, code) = code_for_client(&gw, client, &res).await;
+    let code = code_for_client(&gw, &client, &res).await;
     let (s, v) = token(
         &gw,
         &[
@@ -909,7 +659,7 @@ async fn clients_registered_without_the_refresh_grant_get_no_refresh_tokens() {
 
 #[tokio::test]
 async fn refresh_rotation_reuse_and_scope() {
-    let (gw, _) = start("refresh_grace = \"1s\"").await;
+    let (gw, _) = start(&["refresh_grace = \"1s\""]).await;
     let (client, t) = tokens_for(&gw, &gw.url("/a")).await;
     let rt1 = t["refresh_token"].as_str().unwrap().to_string();
     let refresh = |rt: String, extra: Vec<(&'static str, String)>| {
@@ -955,10 +705,22 @@ async fn refresh_rotation_reuse_and_scope() {
         !store.contains(&rt2) && !store.contains(&at2),
         "a successor token is stored in clear"
     );
-    // After the window, reusing rt1 revokes the family: rt2 and at2 die too.
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let (s, v) = refresh(rt1, vec![]).await;
-    assert_eq!((s, v["error"].as_str().unwrap()), (400, "invalid_grant"));
+    // After the window (1 s), reusing rt1 revokes the family: rt2 and at2 die too. Until
+    // then every retry gets the same answer, so polling changes nothing.
+    let start = std::time::Instant::now();
+    let v = loop {
+        let (s, v) = refresh(rt1.clone(), vec![]).await;
+        if s == 400 {
+            break v;
+        }
+        assert_eq!(v, t2, "inside the window: the same answer");
+        assert!(
+            start.elapsed() < common::DEADLINE,
+            "the grace window never closed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(v["error"], "invalid_grant");
     assert_eq!(call(&gw, "/a", &at2).await.status(), 401);
     let (s, _) = refresh(rt2, vec![]).await;
     assert_eq!(s, 400);
@@ -966,7 +728,7 @@ async fn refresh_rotation_reuse_and_scope() {
 
 #[tokio::test]
 async fn scope_shortfall_is_403_with_the_union_of_scopes() {
-    let (gw, _) = start("").await;
+    let (gw, _) = start(&[]).await;
     // Ask for /admin but only mcp:tools: allowed to authorize, refused at the route.
     let client = public_client(&gw).await;
     let url = authorize_url(&gw, &client, &gw.url("/admin"), &[("scope", "mcp:tools")]);
@@ -996,7 +758,7 @@ async fn scope_shortfall_is_403_with_the_union_of_scopes() {
 
 #[tokio::test]
 async fn registration_rules() {
-    let (gw, _) = start("").await;
+    let (gw, _) = start(&[]).await;
     for (body, err) in [
         (
             json!({"redirect_uris": ["javascript:alert(1)"]}),
@@ -1095,7 +857,11 @@ async fn registration_rules() {
 
 #[tokio::test]
 async fn registration_can_require_a_token_or_be_off() {
-    let (gw, _) = start("registration = \"token\"\nregistration_token = \"let-me-in\"").await;
+    let (gw, _) = start(&[
+        "registration = \"token\"",
+        "registration_token = \"let-me-in\"",
+    ])
+    .await;
     let body =
         json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"});
     let (s, v) = register(&gw, body.clone()).await;
@@ -1113,7 +879,7 @@ async fn registration_can_require_a_token_or_be_off() {
     assert_eq!(r.status(), 201);
     drop(gw);
 
-    let (gw, _) = start("registration = \"off\"").await;
+    let (gw, _) = start(&["registration = \"off\""]).await;
     let (s, _) = register(&gw, body).await;
     assert_eq!(s, 403);
     let m: Value = reqwest::get(gw.url("/.well-known/oauth-authorization-server"))
@@ -1127,7 +893,7 @@ async fn registration_can_require_a_token_or_be_off() {
 
 #[tokio::test]
 async fn revocation_and_introspection() {
-    let (gw, _) = start("").await;
+    let (gw, _) = start(&[]).await;
     let (client, t) = tokens_for(&gw, &gw.url("/a")).await;
     let access = t["access_token"].as_str().unwrap();
     let refresh = t["refresh_token"].as_str().unwrap();
@@ -1186,16 +952,13 @@ async fn revocation_and_introspection() {
 
 #[tokio::test]
 async fn acknowledged_grants_survive_kill_9() {
-    let (mut gw, _) = start("").await;
+    let (gw, _) = start(&[]).await;
     let (_, t) = tokens_for(&gw, &gw.url("/a")).await;
     let access = t["access_token"].as_str().unwrap().to_string();
-    // SIGKILL right after the token response: no shutdown path runs.
-    gw.child.kill().unwrap();
-    gw.child.wait().unwrap();
-    // The same config file (same data dir, same upstream) in a new process.
+    // SIGKILL right after the token response: no shutdown path runs. Then the same config
+    // (same data dir, same upstream) in a new process.
     let config = std::fs::read_to_string(gw.config_path()).unwrap();
-    let hash = authgate::login::local::hash_password("pw");
-    let gw2 = Gateway::start_on(gw.port, &config, &[("ALICE_HASH", &hash)]).await;
+    let gw2 = gw.restart(&config, &[]).await;
     assert_eq!(
         call(&gw2, "/a", &access).await.status(),
         200,
@@ -1203,13 +966,13 @@ async fn acknowledged_grants_survive_kill_9() {
         gw2.logs()
     );
     // And the store file never held the token itself.
-    let bytes = std::fs::read(gw.dir.path().join("data/authgate.redb")).unwrap();
+    let bytes = std::fs::read(gw2.dir.path().join("data/authgate.redb")).unwrap();
     assert!(!String::from_utf8_lossy(&bytes).contains(&access));
 }
 
 #[tokio::test]
 async fn registration_is_rate_limited_per_address() {
-    let (gw, _) = start("registration_rate_limit = 3").await;
+    let (gw, _) = start(&["registration_rate_limit = 3"]).await;
     let body =
         json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"});
     for _ in 0..3 {
@@ -1238,61 +1001,67 @@ async fn registration_is_rate_limited_per_address() {
 #[tokio::test]
 async fn reverification_ends_the_grants_of_people_who_are_gone() {
     let up = start_echo_upstream().await;
-    let hash = authgate::login::local::hash_password("pw");
-    let text = config(up, "").replacen(
+    let text = config(&up, &[]).replacen(
         "kind = \"local\"",
         "kind = \"local\"\nreverify_every = \"1s\"",
         1,
     );
-    let mut gw = Gateway::start_with_env(&text, &[("ALICE_HASH", &hash)]).await;
+    let gw = Gateway::start(&text).await;
     let (client, t) = tokens_for(&gw, &gw.url("/a")).await;
-    let refresh = |gw_url: String, rt: String, client: String| async move {
-        let r = reqwest::Client::new()
-            .post(gw_url)
-            .form(&[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", rt.as_str()),
-                ("client_id", client.as_str()),
-            ])
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json::<Value>().await.unwrap())
-    };
+    // Refreshes until `done` says the answer is the one awaited: before the check is due
+    // (the first second), a refresh just rotates. Returns that answer and the last tokens.
+    async fn refresh_until(
+        gw: &Gateway,
+        client: &str,
+        mut last: Value,
+        done: impl Fn(u16, &Value) -> bool,
+    ) -> (u16, Value, Value) {
+        let start = std::time::Instant::now();
+        loop {
+            let rt = last["refresh_token"].as_str().unwrap().to_string();
+            let r = reqwest::Client::new()
+                .post(gw.url("/token"))
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", rt.as_str()),
+                    ("client_id", client),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let (s, v) = (r.status().as_u16(), r.json::<Value>().await.unwrap());
+            if done(s, &v) {
+                return (s, v, last);
+            }
+            assert_eq!(s, 200, "{v}");
+            last = v;
+            assert!(
+                start.elapsed() < common::DEADLINE,
+                "never became due:\n{}",
+                gw.logs()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
     // Due and still configured: re-verified, refreshed.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let (s, t2) = refresh(
-        gw.url("/token"),
-        t["refresh_token"].as_str().unwrap().into(),
-        client.clone(),
-    )
-    .await;
-    assert_eq!(s, 200, "{t2}");
-    assert!(gw.logs().contains("\"reverified\""));
+    let (_, t2, _) =
+        refresh_until(&gw, &client, t, |_, _| gw.logs().contains("\"reverified\"")).await;
     // The same store under a config where alice is gone: the next due refresh ends the grant.
-    gw.child.kill().unwrap();
-    gw.child.wait().unwrap();
     let without_alice = std::fs::read_to_string(gw.config_path())
         .unwrap()
         .replace("username = \"alice\"", "username = \"carol\"");
-    let gw2 = Gateway::start_on(gw.port, &without_alice, &[("ALICE_HASH", &hash)]).await;
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let (s, v) = refresh(
-        gw2.url("/token"),
-        t2["refresh_token"].as_str().unwrap().into(),
-        client,
-    )
-    .await;
+    let gw2 = gw.restart(&without_alice, &[]).await;
+    let (s, v, last) = refresh_until(&gw2, &client, t2, |s, _| s == 400).await;
     assert_eq!(
         (s, v["error"].as_str().unwrap()),
         (400, "invalid_grant"),
         "{v}"
     );
+    let access = last["access_token"].as_str().unwrap();
     assert_eq!(
-        call(&gw2, "/a", t2["access_token"].as_str().unwrap())
-            .await
-            .status(),
-        401
+        call(&gw2, "/a", access).await.status(),
+        401,
+        "the grant's tokens end with it"
     );
     assert!(gw2.logs().contains("reverify_refused"));
 }

@@ -9,31 +9,16 @@ mod common;
 
 use serde_json::Value;
 
-use common::{free_port, run_node_json, start_everything, start_oidc_provider, Gateway};
+use common::{run_node_json, start_everything, start_oidc_provider, Gateway, TestConfig};
 
-fn config(mcp_port: u16, issuer: &str) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:{{port}}"]
-public_url = "http://127.0.0.1:{{port}}"
-data_dir = "{{data}}"
-
-[auth]
-# The scenario checks that reusing a rotated refresh token is refused at once.
-refresh_grace = "0s"
-
-[[scope]]
-name = "mcp:tools"
-description = "Use the tools of the everything server"
-
-[[upstream]]
-name = "everything"
-path = "/mcp"
-url = "http://127.0.0.1:{mcp_port}/mcp"
-scopes = ["mcp:tools"]
-
-[[provider]]
+fn config(mcp_url: &str, issuer: &str) -> String {
+    TestConfig::new()
+        // The scenario checks that reusing a rotated refresh token is refused at once.
+        .auth("refresh_grace = \"0s\"")
+        .scope("mcp:tools")
+        .upstream("everything", "/mcp", mcp_url, "scopes = [\"mcp:tools\"]")
+        .raw(&format!(
+            r#"[[provider]]
 id = "corp"
 kind = "oidc"
 display_name = "Corp SSO"
@@ -41,18 +26,10 @@ issuer = "{issuer}"
 client_id = "authgate"
 client_secret = "${{CORP_SECRET}}"
 # Re-check people at the IdP (with the refresh token it issued at login) on refreshes.
-reverify_every = "1s"
-
-[[provider]]
-id = "local"
-kind = "local"
-
-[[provider.users]]
-username = "alice"
-password_hash = "${{ALICE_HASH}}"
-email = "alice@example.test"
-"#
-    )
+reverify_every = "1s""#
+        ))
+        .alice("email = \"alice@example.test\"")
+        .build()
 }
 
 /// Asserts every step of the scenario the SDK client reports.
@@ -126,18 +103,20 @@ fn assert_scenario(out: &Value, gw: &Gateway) {
 }
 
 async fn scenario(fill: &str, extra_args: &[&str]) -> (Value, Gateway, Vec<common::ChildGuard>) {
-    let (everything, mcp_port) = start_everything().await;
-    let gw_port = free_port();
-    let redirect = format!("http://127.0.0.1:{gw_port}/callback/corp");
-    let (idp, issuer) = start_oidc_provider("authgate", "corp-secret-for-tests", &redirect);
-    let hash = authgate::login::local::hash_password("alice-password");
-    let gw = Gateway::start_on(
-        gw_port,
-        &config(mcp_port, &issuer),
-        &[
-            ("CORP_SECRET", "corp-secret-for-tests"),
-            ("ALICE_HASH", &hash),
-        ],
+    let (everything, mcp_url) = start_everything().await;
+    // The IdP and authgate name each other: bind the IdP's socket and reserve authgate's
+    // address first, then start both.
+    let idp_listener = common::listener();
+    let issuer = format!("http://{}", idp_listener.local_addr().unwrap());
+    let (addr, guard) = common::reserve_addr();
+    let redirect = format!("http://{addr}/callback/corp");
+    let idp = start_oidc_provider(idp_listener, "authgate", "corp-secret-for-tests", &redirect);
+    let gw = Gateway::start_at(
+        addr,
+        guard,
+        tempfile::tempdir().unwrap(),
+        &config(&mcp_url, &issuer),
+        &[("CORP_SECRET", "corp-secret-for-tests")],
     )
     .await;
     let server = gw.url("/mcp");
@@ -181,6 +160,13 @@ async fn sdk_client_logs_in_through_an_upstream_oidc_provider() {
         logs.contains("corp:bob"),
         "login of corp:bob not in the audit log"
     );
+    // The refresh came after reverify_every (the client waited 2.1 s): bob was re-checked
+    // at the IdP with the refresh token it issued at login.
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("\"event\":\"reverified\"") && l.contains("corp:bob")),
+        "no reverification of corp:bob:\n{logs}"
+    );
     // No token or code ever reaches the logs.
     for needle in ["ag_at_", "ag_rt_", "ag_code_", "corp-secret-for-tests"] {
         assert!(!logs.contains(needle), "{needle} leaked into the logs");
@@ -190,7 +176,7 @@ async fn sdk_client_logs_in_through_an_upstream_oidc_provider() {
 #[tokio::test]
 async fn sdk_client_logs_in_as_a_local_user() {
     let (out, gw, _children) = scenario(
-        r#"{"__provider":"Local account","username":"alice","password":"alice-password"}"#,
+        r#"{"__provider":"Local account","username":"alice","password":"pw"}"#,
         &[],
     )
     .await;

@@ -7,27 +7,21 @@ mod common;
 
 use serde_json::{json, Value};
 
-use common::{run_node_json, start_echo_upstream, Gateway};
+use common::{run_node_json, start_echo_upstream, Gateway, TestConfig};
 
-fn config(up: u16) -> String {
-    format!(
-        r#"
-[server]
-listen = ["127.0.0.1:{{port}}"]
-public_url = "http://127.0.0.1:{{port}}"
-data_dir = "{{data}}"
-
-[[scope]]
-name = "mcp:tools"
-description = "Use the tools of this MCP server"
-
-[[upstream]]
-name = "everything"
-path = "/mcp"
-url = "http://127.0.0.1:{up}/mcp"
-scopes = ["mcp:tools"]
-
-[[provider]]
+/// A protected route, and the three kinds of provider on the chooser (only the local one is
+/// signed in with here).
+fn config(up: &str) -> String {
+    TestConfig::new()
+        .raw("[[scope]]\nname = \"mcp:tools\"\ndescription = \"Use the tools of this MCP server\"")
+        .upstream(
+            "everything",
+            "/mcp",
+            &format!("{up}/mcp"),
+            "scopes = [\"mcp:tools\"]",
+        )
+        .raw(
+            r#"[[provider]]
 id = "corp"
 kind = "oidc"
 display_name = "Company SSO"
@@ -39,38 +33,26 @@ client_secret = "never-used-here"
 id = "github"
 kind = "github"
 client_id = "never-used-here"
-client_secret = "never-used-here"
-
-[[provider]]
-id = "local"
-kind = "local"
-
-[[provider.users]]
-username = "alice"
-password_hash = "${{ALICE_HASH}}"
-email = "alice@example.com"
-"#
-    )
+client_secret = "never-used-here""#,
+        )
+        .alice("email = \"alice@example.com\"")
+        .build()
 }
 
 #[tokio::test]
 async fn every_page_reads_well_in_chromium() {
     let up = start_echo_upstream().await;
-    let hash = authgate::login::local::hash_password("correct horse");
-    let gw = Gateway::start_with_env(&config(up), &[("ALICE_HASH", &hash)]).await;
-    let reg: Value = reqwest::Client::new()
-        .post(gw.url("/register"))
-        .json(&json!({
+    let gw = Gateway::start(&config(&up)).await;
+    let (status, reg) = common::flow::register(
+        &gw,
+        json!({
             "client_name": "Example MCP client",
             "redirect_uris": ["http://127.0.0.1/callback"],
             "token_endpoint_auth_method": "none",
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{reg}");
     let client_id = reg["client_id"].as_str().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let out = std::env::var("AUTHGATE_SCREENSHOTS")
@@ -86,7 +68,7 @@ async fn every_page_reads_well_in_chromium() {
             "--resource",
             &gw.url("/mcp"),
             "--password",
-            "correct horse",
+            "pw",
             "--out",
             out.to_str().unwrap(),
         ],

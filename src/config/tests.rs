@@ -135,33 +135,8 @@ fn missing_field_names_it() {
 
 #[test]
 fn every_error_is_reported_at_once_in_file_order_without_consequences() {
-    let errs = parse_err(
-        r#"[server]
-public_url = "http://127.0.0.1:8080"
-threads = "two"
-colour = "blue"
-
-[[upstream]]
-name = "a"
-path = 5
-url = "http://127.0.0.1:1"
-scopes = [
-  "mcp:tools",
-  7,
-]
-bogus = true
-
-[[provider]]
-id = "corp"
-kind = "oidc"
-issuer = "https://idp.example"
-client_id = "gw"
-client_secret = "${UNSET_SECRET}"
-
-[unknown_table]
-x = 1
-"#,
-    );
+    // The same file `authgate check` is tested with (tests/cli.rs).
+    let errs = parse_err(include_str!("../../tests/fixtures/every-error.toml"));
     assert_eq!(
         errs,
         [
@@ -170,7 +145,7 @@ x = 1
             "gw.toml:8:8: upstream[0].path: invalid type: integer `5`, expected a string",
             "gw.toml:12:3: upstream[0].scopes: invalid type: integer `7`, expected a string",
             "gw.toml:14:1: upstream[0].bogus: unknown field `bogus`, expected one of `name`, `path`, `host`, `url`, `dns_refresh`, `connect_timeout`, `idle_timeout`, `preserve_host`, `auth`, `scopes`, `identity_headers`, `strip_common_identity_headers`",
-            "gw.toml:21:17: provider[0].client_secret: environment variable `UNSET_SECRET` is not set",
+            "gw.toml:21:17: provider[0].client_secret: environment variable `AUTHGATE_TEST_UNSET_SECRET` is not set",
             "gw.toml:23:2: unknown_table: unknown field `unknown_table`, expected one of `server`, `upstream`, `auth`, `scope`, `provider`, `client`, `cimd`",
         ],
     );

@@ -2,10 +2,9 @@
 //! table-driven, without a server.
 
 use super::*;
-use crate::testing::config;
+use crate::testing::{config, CHALLENGE};
 use crate::vocab::{SecretHash, UpstreamName};
 
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 const NOW: u64 = 1_000;
 
 fn client(redirects: &[&str]) -> ClientInfo {

@@ -5,20 +5,12 @@ use crate::testing::{authority, config, identity};
 
 const NOW: u64 = 5_000;
 
+/// A flow whose redirect has a query of its own and whose state needs encoding.
 fn flow() -> Flow {
     Flow {
-        id: "f1".into(),
-        client_id: ClientId::new("c1"),
-        client_name: "C".into(),
         redirect_uri: RedirectUri::parse_registered("http://127.0.0.1:5000/cb?x=1", false).unwrap(),
         state: Some("s 1".into()),
-        code_challenge: "x".into(),
-        upstream: UpstreamName::parse("mcp").unwrap(),
-        resource: "http://127.0.0.1:8080/mcp".into(),
-        scopes: ScopeSet::parse("mcp:tools").unwrap(),
-        trusted: false,
-        assured: false,
-        expires_at: NOW + 600,
+        ..crate::testing::flow("f1", NOW + 600)
     }
 }
 

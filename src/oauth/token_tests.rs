@@ -3,11 +3,9 @@
 
 use super::*;
 use crate::oauth::flow::{issue_code, Flow, Outcome};
-use crate::testing::{authority, config, identity, TestAuthority};
-use crate::vocab::{ClientId, ErrorCode, RedirectUri, UpstreamName};
+use crate::testing::{authority, config, identity, TestAuthority, VERIFIER};
+use crate::vocab::{ClientId, ErrorCode};
 
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 const NOW: u64 = 10_000;
 
 fn client(id: &str, refresh_allowed: bool) -> ClientInfo {
@@ -25,20 +23,7 @@ fn client(id: &str, refresh_allowed: bool) -> ClientInfo {
 }
 
 fn flow(id: &str) -> Flow {
-    Flow {
-        id: id.into(),
-        client_id: ClientId::new("c1"),
-        client_name: "C".into(),
-        redirect_uri: RedirectUri::parse_registered("http://127.0.0.1:5000/cb", false).unwrap(),
-        state: None,
-        code_challenge: CHALLENGE.into(),
-        upstream: UpstreamName::parse("mcp").unwrap(),
-        resource: "http://127.0.0.1:8080/mcp".into(),
-        scopes: ScopeSet::parse("mcp:tools").unwrap(),
-        trusted: false,
-        assured: false,
-        expires_at: NOW + 600,
-    }
+    crate::testing::flow(id, NOW + 600)
 }
 
 async fn code(auth: &TestAuthority, cfg: &Config, flow_id: &str) -> Secret {

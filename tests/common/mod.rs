@@ -1,23 +1,88 @@
-//! Test harness: runs the real `authgate` binary on a loopback port with its own temp dir,
-//! waits for it to answer, and kills it on drop. Also picks free ports for upstreams.
+//! Test harness: runs the real `authgate` binary, real Node.js programs (server-everything,
+//! oidc-provider, the SDK clients) and upstreams written in the tests, and kills them on
+//! drop. Every wait has a deadline; nothing sleeps to synchronise.
+//!
+//! Addresses: upstreams written here and Node.js servers get a listener the test bound to
+//! 127.0.0.1 port 0 (Node.js programs inherit it as fd 3). authgate binds its own listeners
+//! (Pingora has no way to adopt one), so it gets an address on a loopback IP no other test
+//! process uses (127.0.0.0/8 is all loopback), picked under a lock this process holds until
+//! it listens: no other process or thread can take the port in between.
 #![allow(dead_code)]
 
+pub mod config;
+pub mod flow;
+
 use std::io::Read;
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+#[allow(unused_imports)]
+pub use config::TestConfig;
+
+/// How long any one wait may take before the test fails with what it saw.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// This test process's own loopback address: 127.a.b.c from its pid (below 2^22 on Linux).
+pub fn loopback_ip() -> Ipv4Addr {
+    let pid = std::process::id();
+    Ipv4Addr::new(
+        127,
+        1 + ((pid >> 16) & 0x3f) as u8,
+        (pid >> 8) as u8,
+        pid as u8,
+    )
 }
 
-/// Polls `url` until it answers 2xx, or panics after `deadline`.
-pub async fn wait_http_ok(url: &str, deadline: Duration, what: &str) {
+/// Held from choosing a gateway's port until it listens there.
+static PORTS: Mutex<()> = Mutex::new(());
+
+/// An address for a gateway: a free port on this process's loopback IP, with the guard that
+/// keeps this process from choosing it again until [`Gateway::start_at`] has it listening.
+pub fn reserve_addr() -> (SocketAddr, MutexGuard<'static, ()>) {
+    let guard = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    let addr = TcpListener::bind((loopback_ip(), 0))
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    (addr, guard)
+}
+
+/// A listener on port 0 of 127.0.0.1, to hand to a server (where servers usually run;
+/// gateways use other loopback IPs, so these never collide with them).
+pub fn listener() -> TcpListener {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap()
+}
+
+/// A socket bound to a port of 127.0.0.1 but not listening yet: connections to it are
+/// refused until the test calls `listen`, and no one else can take the port.
+pub fn bound_socket() -> tokio::net::TcpSocket {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((Ipv4Addr::LOCALHOST, 0).into()).unwrap();
+    socket
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after [`DEADLINE`].
+pub async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{what} did not happen within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `url` until it answers 2xx.
+pub async fn wait_http_ok(url: &str, what: &str) {
     let client = reqwest::Client::new();
     let start = Instant::now();
     loop {
@@ -27,40 +92,55 @@ pub async fn wait_http_ok(url: &str, deadline: Duration, what: &str) {
             }
         }
         assert!(
-            start.elapsed() < deadline,
-            "{what} did not become ready at {url} within {deadline:?}"
+            start.elapsed() < DEADLINE,
+            "{what} did not become ready at {url}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
 pub struct Gateway {
     pub child: Child,
+    pub addr: SocketAddr,
     pub port: u16,
     pub dir: tempfile::TempDir,
 }
 
 impl Gateway {
-    /// Starts authgate with `config` (a TOML text in which `{port}` is replaced by the
-    /// gateway's port and `{data}` by a fresh data dir), waits for `/healthz`.
+    /// Starts authgate with `config` ({addr} and {data} filled in), waits for `/healthz`.
     pub async fn start(config: &str) -> Self {
         Self::start_with_env(config, &[]).await
     }
 
     pub async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
-        Self::start_on(free_port(), config, env).await
+        let (addr, guard) = reserve_addr();
+        Self::start_at(addr, guard, tempfile::tempdir().unwrap(), config, env).await
     }
 
-    /// Starts on a port chosen by the caller (when the config of another process, such as an
-    /// identity provider's redirect URI, must name it first).
-    pub async fn start_on(port: u16, config: &str, env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+    /// Starts on an address reserved first (when another process's config must name it),
+    /// with `dir` as its working directory (a restart passes the previous one on).
+    ///
+    /// The guard is held across awaits on purpose, until authgate listens: each test has its
+    /// own thread and runtime, so another test reserving meanwhile only waits. (Starting two
+    /// gateways concurrently in one test would deadlock; tests start them one after another.)
+    #[allow(clippy::await_holding_lock)]
+    pub async fn start_at(
+        addr: SocketAddr,
+        guard: MutexGuard<'static, ()>,
+        dir: tempfile::TempDir,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let config = config
-            .replace("{port}", &port.to_string())
+            .replace("{addr}", &addr.to_string())
             .replace("{data}", &dir.path().join("data").display().to_string());
         let path = dir.path().join("authgate.toml");
         std::fs::write(&path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("stderr.log"))
+            .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_authgate"));
         cmd.args(["--log-format", "json", "run", "--config"])
             .arg(&path)
@@ -71,7 +151,12 @@ impl Gateway {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn authgate");
-        let mut gw = Self { child, port, dir };
+        let mut gw = Self {
+            child,
+            addr,
+            port: addr.port(),
+            dir,
+        };
         let start = Instant::now();
         let client = reqwest::Client::new();
         loop {
@@ -84,17 +169,27 @@ impl Gateway {
                 panic!("authgate exited early with {status}:\n{}", gw.logs());
             }
             assert!(
-                start.elapsed() < Duration::from_secs(30),
+                start.elapsed() < DEADLINE,
                 "authgate did not start:\n{}",
                 gw.logs()
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+        drop(guard);
         gw
     }
 
+    /// Stops this gateway (SIGKILL) and starts `config` on the same address and directory.
+    pub async fn restart(mut self, config: &str, env: &[(&str, &str)]) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let guard = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        Self::start_at(self.addr, guard, dir, config, env).await
+    }
+
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, path)
+        format!("http://{}{}", self.addr, path)
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -117,6 +212,20 @@ impl Gateway {
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|v| v["target"] == "authgate::access")
             .collect()
+    }
+
+    /// Waits until the log holds `needle`.
+    pub async fn wait_for_log(&self, needle: &str) {
+        eventually(&format!("{needle:?} in the log"), || {
+            self.logs().contains(needle).then_some(())
+        })
+        .await
+    }
+
+    /// Waits until an access-log line satisfies `pred` (a request is logged just after its
+    /// answer is written, so a client can see the answer first).
+    pub async fn wait_for_access(&self, what: &str, pred: impl Fn(&serde_json::Value) -> bool) {
+        eventually(what, || self.access_log().iter().any(&pred).then_some(())).await
     }
 }
 
@@ -151,84 +260,130 @@ pub fn e2e_dir() -> PathBuf {
     dir
 }
 
-/// Starts the unmodified server-everything (Streamable HTTP) on a free loopback port, the way
-/// the demo does (bound to 127.0.0.1 by `examples/loopback-only.mjs`).
-pub async fn start_everything() -> (ChildGuard, u16) {
-    let dir = e2e_dir();
-    let port = free_port();
-    let child = Command::new("node")
-        .arg("--import")
-        .arg(repo_root().join("examples/loopback-only.mjs"))
-        .arg(dir.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"))
-        .arg("streamableHttp")
-        .env("PORT", port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn node (is Node.js installed?)");
-    let guard = ChildGuard(child);
-    let client = reqwest::Client::new();
-    let start = Instant::now();
-    while client
-        .get(format!("http://127.0.0.1:{port}/mcp"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "server-everything did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+/// Makes `listener` the fd 3 of the process `cmd` starts (`LISTEN_FD=3` in its
+/// environment): the server listens on a socket the test already bound, so its port is
+/// known and cannot be taken. The caller keeps `listener` open until the spawn.
+pub fn pass_listener(cmd: &mut Command, listener: &TcpListener) {
+    let fd = listener.as_raw_fd();
+    cmd.env("LISTEN_FD", "3");
+    // SAFETY: only async-signal-safe calls between fork and exec (dup2 clears CLOEXEC on
+    // the copy, so fd 3 survives the exec).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
-    (guard, port)
 }
 
-/// Starts the real `oidc-provider` (npm) as the upstream identity provider; returns the
-/// guard and its issuer URL once it printed READY.
+/// Spawns `cmd` with `listener` as its fd 3 (see [`pass_listener`]).
+pub fn spawn_listening(mut cmd: Command, listener: TcpListener) -> ChildGuard {
+    pass_listener(&mut cmd, &listener);
+    let child = cmd.spawn().expect("spawn (is Node.js installed?)");
+    drop(listener);
+    ChildGuard(child)
+}
+
+/// Starts the unmodified server-everything (Streamable HTTP) the way the demo does (behind
+/// `examples/loopback-only.mjs`), on a listener bound here; returns its `/mcp` URL.
+pub async fn start_everything() -> (ChildGuard, String) {
+    let listener = listener();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut cmd = Command::new("node");
+    cmd.arg("--import")
+        .arg(repo_root().join("examples/loopback-only.mjs"))
+        .arg(e2e_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"))
+        .arg("streamableHttp")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let guard = spawn_listening(cmd, listener);
+    // The socket already accepts, so one request waits for the program to answer on it (a
+    // GET without a session is refused, but answered); if it exits, the socket closes.
+    let url = format!("{base}/mcp");
+    let client = reqwest::Client::builder()
+        .timeout(DEADLINE)
+        .build()
+        .unwrap();
+    let answered = client.get(&url).send().await;
+    assert!(
+        answered.is_ok(),
+        "server-everything did not answer: {answered:?}"
+    );
+    (guard, url)
+}
+
+/// The real `oidc-provider` (npm) as the upstream identity provider, on `listener`; its
+/// issuer is the listener's address.
 pub fn start_oidc_provider(
+    listener: TcpListener,
     client_id: &str,
     client_secret: &str,
     redirect_uri: &str,
-) -> (ChildGuard, String) {
-    use std::io::BufRead;
-    let port = free_port();
-    let mut child = Command::new("node")
-        .arg(e2e_dir().join("oidc-provider.mjs"))
+) -> ChildGuard {
+    let mut cmd = Command::new("node");
+    cmd.arg(e2e_dir().join("oidc-provider.mjs"))
         .args([
-            "--port",
-            &port.to_string(),
-            "--client-id",
-            client_id,
-            "--client-secret",
-            client_secret,
+            "--issuer",
+            &format!("http://{}", listener.local_addr().unwrap()),
         ])
+        .args(["--client-id", client_id, "--client-secret", client_secret])
         .args(["--redirect-uri", redirect_uri])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn node");
-    let stdout = child.stdout.take().unwrap();
-    let guard = ChildGuard(child);
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .unwrap();
-    let issuer = line
-        .trim()
-        .strip_prefix("READY ")
-        .unwrap_or_else(|| panic!("oidc-provider did not start: {line:?}"))
-        .to_string();
-    (guard, issuer)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    spawn_listening(cmd, listener)
 }
 
-/// Runs a node script from tests/e2e and parses the one JSON object it prints.
+/// Runs `cmd` to completion within [`DEADLINE`]; kills it and panics with what it printed
+/// when it takes longer.
+pub fn output_within(mut cmd: Command) -> Output {
+    use std::io::Read as _;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let reader = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            r.read_to_end(&mut buf).ok();
+            buf
+        })
+    };
+    let out = reader(Box::new(child.stdout.take().unwrap()));
+    let err = reader(Box::new(child.stderr.take().unwrap()));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > DEADLINE * 4 {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} did not finish in {:?}:\n{}\n{}",
+                DEADLINE * 4,
+                String::from_utf8_lossy(&out.join().unwrap()),
+                String::from_utf8_lossy(&err.join().unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Runs a node script from tests/e2e (within the deadline) and parses the one JSON object it
+/// prints.
 pub fn run_node_json(script: &str, args: &[&str]) -> (bool, serde_json::Value, String) {
-    let out = Command::new("node")
-        .arg(e2e_dir().join(script))
-        .args(args)
-        .output()
-        .expect("run node");
+    let mut cmd = Command::new("node");
+    cmd.arg(e2e_dir().join(script)).args(args);
+    let out = output_within(cmd);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
@@ -270,11 +425,56 @@ pub async fn echo(req: axum::extract::Request) -> axum::response::Response {
         .into_response()
 }
 
-/// An upstream that answers every request with [`echo`]; returns its port.
-pub async fn start_echo_upstream() -> u16 {
-    let app = axum::Router::new().fallback(axum::routing::any(echo));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
+/// Serves `app` on a listener bound here; returns its address.
+pub async fn serve(app: axum::Router) -> SocketAddr {
+    let listener = listener();
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    port
+    addr
+}
+
+/// An upstream that answers every request with [`echo`]; returns its base URL.
+pub async fn start_echo_upstream() -> String {
+    let addr = serve(axum::Router::new().fallback(axum::routing::any(echo))).await;
+    format!("http://{addr}")
+}
+
+/// Writes `request` raw to `addr`; returns what came back and whether the server closed the
+/// connection afterwards (EOF within a second of the last bytes; the first must come within
+/// five).
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    let mut closed = false;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let wait = if out.is_empty() {
+            deadline.saturating_duration_since(Instant::now())
+        } else {
+            Duration::from_secs(1)
+        };
+        match tokio::time::timeout(wait, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    (String::from_utf8_lossy(&out).into_owned(), closed)
+}
+
+/// The status code of a raw HTTP/1 response (0 when there is none).
+pub fn status_of(response: &str) -> u16 {
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }

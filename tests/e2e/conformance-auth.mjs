@@ -6,6 +6,8 @@
 // Usage (with Node 22, which the suite needs):
 //   node conformance-auth.mjs --issuer <URL> --client-id <id> --resource <URL> --port <P>
 //       --fill '<json for chromium.mjs>'
+// With LISTEN_FD set, the suite's callback server listens on that inherited socket (bound by
+// the caller to 127.0.0.1:<P>) instead of binding <P> itself.
 import { spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -28,10 +30,13 @@ const suite = join(here, "node_modules/@modelcontextprotocol/conformance/dist/in
 const out = mkdtempSync(join(tmpdir(), "authgate-conformance-"));
 const callback = `http://127.0.0.1:${a.port}/callback`;
 
+const inherit = process.env.LISTEN_FD
+  ? { args: ["--import", join(here, "../../examples/loopback-only.mjs")], fd: Number(process.env.LISTEN_FD) }
+  : { args: [], fd: "ignore" };
 const child = spawn(process.execPath, [
-  suite, "authorization", "--url", a.issuer, "--client-id", a["client-id"],
+  ...inherit.args, suite, "authorization", "--url", a.issuer, "--client-id", a["client-id"],
   "--resource", a.resource, "--port", a.port, "-o", out,
-], { stdio: ["ignore", "pipe", "pipe"] });
+], { stdio: ["ignore", "pipe", "pipe", inherit.fd] });
 
 let log = "";
 let browsing = null;

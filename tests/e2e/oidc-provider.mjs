@@ -2,10 +2,12 @@
 // identity provider that authgate federates to in the end-to-end tests.
 //
 // Usage:
-//   node oidc-provider.mjs --port <P> --client-id <id> --client-secret <secret> --redirect-uri <uri>
-//       [--redirect-uri <uri2> ...]
+//   node oidc-provider.mjs --issuer http://<host>:<port> --client-id <id> --client-secret <secret>
+//       --redirect-uri <uri> [--redirect-uri <uri2> ...]
 //
-// - issuer http://127.0.0.1:<P> (discovery at /.well-known/openid-configuration)
+// - issuer as given (discovery at /.well-known/openid-configuration); it listens on the
+//   issuer's host and port, or on the socket inherited as fd $LISTEN_FD when set (the Rust
+//   tests bind it first, so the port is known before the program starts and cannot be taken)
 // - one confidential client; it may authenticate at the token endpoint with
 //   client_secret_basic or client_secret_post (oidc-provider 9.x accepts either secret
 //   method for a client registered with one of them)
@@ -27,21 +29,21 @@ console.info = (...args) => console.error(...args);
 
 const { values: args } = parseArgs({
   options: {
-    port: { type: "string" },
+    issuer: { type: "string" },
     "client-id": { type: "string" },
     "client-secret": { type: "string" },
     "redirect-uri": { type: "string", multiple: true },
   },
 });
-for (const required of ["port", "client-id", "client-secret", "redirect-uri"]) {
+for (const required of ["issuer", "client-id", "client-secret", "redirect-uri"]) {
   if (!args[required]) {
     console.error(`missing --${required}`);
     process.exit(2);
   }
 }
 
-const port = Number(args.port);
-const issuer = `http://127.0.0.1:${port}`;
+const issuer = args.issuer.replace(/\/$/, "");
+const issuerUrl = new URL(issuer);
 
 // A fresh signing key per run instead of oidc-provider's built-in dev keystore (which it
 // warns about); relying parties fetch it from jwks_uri anyway.
@@ -128,7 +130,10 @@ provider.on("server_error", (_ctx, err) => console.error("oidc-provider server_e
 provider.on("grant.error", (_ctx, err) => console.error("oidc-provider grant.error:", err.message, err.error_description ?? ""));
 provider.on("authorization.error", (_ctx, err) => console.error("oidc-provider authorization.error:", err.message, err.error_description ?? ""));
 
-const server = provider.listen(port, "127.0.0.1", () => {
+const where = process.env.LISTEN_FD
+  ? [{ fd: Number(process.env.LISTEN_FD) }]
+  : [Number(issuerUrl.port), issuerUrl.hostname];
+const server = provider.listen(...where, () => {
   process.stdout.write(`READY ${issuer}\n`);
 });
 server.on("error", (err) => {
