@@ -25,7 +25,8 @@ pub mod oauth;
 pub mod proxy;
 pub mod server;
 pub mod store;
-#[cfg(test)]
+/// Fixtures shared by the unit tests and the fuzz targets (`fuzz/`, feature `testing`).
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod vocab;
 pub mod web;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints (benches compile), and every test
-# (unit, integration against the real binary, and end to end with real MCP software from npm).
+# The whole test suite, as CI runs it: formatting, lints (benches compile), every test (unit,
+# integration against the real binary, and end to end with real MCP software from npm), and
+# a short run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,3 +26,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --locked --no-fail-fast
 fi
+
+# Every fuzz target for FUZZ_SECONDS (default 30) each; fuzz/run.sh runs them longer.
+bash fuzz/run.sh "${FUZZ_SECONDS:-30}"
