@@ -80,6 +80,8 @@ pub struct AuthSection {
     #[serde(default)]
     pub allow_custom_scheme_redirects: bool,
     pub default_upstream: Option<Text>,
+    /// How long a request body to the authorization server's endpoints may take to arrive.
+    pub body_timeout: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +162,8 @@ pub struct ServerSection {
     pub max_header_line: Option<Spanned<usize>>,
     pub max_header_size: Option<Spanned<usize>>,
     pub max_headers: Option<Spanned<usize>>,
+    /// On SIGTERM, how long requests in flight (streams included) may take to finish.
+    pub shutdown_grace: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,4 +184,6 @@ pub struct UpstreamSection {
     #[serde(default)]
     pub identity_headers: Option<Spanned<IdentityHeadersSection>>,
     pub strip_common_identity_headers: Option<bool>,
+    /// Largest request body (bytes) forwarded; past it: 413.
+    pub max_body_size: Option<Spanned<usize>>,
 }

@@ -105,6 +105,8 @@ pub struct AuthConfig {
     pub allow_custom_scheme_redirects: bool,
     /// The upstream a token is for when a client names no `resource`.
     pub default_upstream: Option<UpstreamName>,
+    /// How long the body of a request to the authorization server may take to arrive.
+    pub body_timeout: Duration,
 }
 
 /// Who may use dynamic client registration (RFC 7591).
@@ -247,6 +249,8 @@ pub struct ServerConfig {
     /// and loopback origins.
     pub allowed_origins: Vec<String>,
     pub header_limits: HeaderLimits,
+    /// On SIGTERM: how long requests in flight may take to finish before they are cut.
+    pub shutdown_grace: Duration,
 }
 
 /// Request header limits, checked before any other work (nginx-like defaults: 8 KiB per
@@ -386,6 +390,8 @@ pub struct Upstream {
     /// Scopes a token needs here; also what clients are told to ask for.
     pub scopes: ScopeSet,
     pub identity_headers: IdentityHeaders,
+    /// Largest request body forwarded (bytes); larger ones get 413.
+    pub max_body_size: usize,
 }
 
 /// Where an upstream lives, split the way a connector needs it.

@@ -29,6 +29,8 @@ pub enum LoginError {
 pub struct Logins {
     pub http: reqwest::Client,
     pub oidc: oidc::MetadataCache,
+    /// Local users' password checks, bounded in number and memory.
+    pub passwords: local::PasswordChecks,
 }
 
 /// Where an upstream login sends the person, and the state to keep for its callback.
@@ -50,6 +52,7 @@ impl Logins {
         Self {
             http,
             oidc: oidc::MetadataCache::default(),
+            passwords: local::PasswordChecks::default(),
         }
     }
 

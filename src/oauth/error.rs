@@ -45,8 +45,15 @@ impl OAuthError {
         let mut r = Reply::error(self.code, &self.description)
             .with_header(http::header::PRAGMA, "no-cache")
             .with_cors();
-        if self.code == ErrorCode::InvalidClient {
-            r = r.with_header(http::header::WWW_AUTHENTICATE, "Basic realm=\"authgate\"");
+        match self.code {
+            ErrorCode::InvalidClient => {
+                r = r.with_header(http::header::WWW_AUTHENTICATE, "Basic realm=\"authgate\"")
+            }
+            // The store is reopening after an I/O error: come back shortly.
+            ErrorCode::TemporarilyUnavailable => {
+                r = r.with_header(http::header::RETRY_AFTER, "5");
+            }
+            _ => {}
         }
         r
     }
@@ -54,6 +61,11 @@ impl OAuthError {
 
 impl From<StoreError> for OAuthError {
     fn from(e: StoreError) -> Self {
+        if let StoreError::Unavailable(_) = e {
+            return Self::temporarily_unavailable(
+                "the authorization server's storage is recovering; try again shortly",
+            );
+        }
         tracing::error!(error = %e, "store failure");
         Self::server_error("the authorization server could not complete the request")
     }

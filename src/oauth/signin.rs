@@ -149,13 +149,11 @@ pub async fn local(auth: &Authority, config: &Config, req: &Request, id: &str, n
     };
     let username = form.get("username").unwrap_or("").to_string();
     let password = form.get("password").unwrap_or("").to_string();
-    let (users, pid, name) = (users.clone(), provider.id.clone(), username.clone());
-    let identity = tokio::task::spawn_blocking(move || {
-        crate::login::local::verify(&pid, &users, &name, &password)
-    })
-    .await
-    .ok()
-    .flatten();
+    let identity = auth
+        .logins
+        .passwords
+        .verify(&provider.id, users, &username, password)
+        .await;
     let Some(identity) = identity else {
         tracing::info!(target: "authgate::audit", event = "login_failed", provider = %provider.id, username = %username);
         let wrong = Some("Wrong username or password.");

@@ -2,6 +2,9 @@
 //! contacted (Pingora's retry buffer replays it), so a malformed body or 2026-07-28
 //! `Mcp-Method`/`Mcp-Name` headers that do not match it never reach the upstream; larger
 //! bodies stream, and with mirrored headers are held until complete and checked at their end.
+//! A body larger than the route's `max_body_size` gets 413: before the upstream is contacted
+//! when its `Content-Length` says so, else (chunked) as soon as the count passes it, the
+//! upstream request then aborted.
 
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -13,6 +16,8 @@ use crate::web::Reply;
 
 /// Bodies up to this size are read before the upstream is contacted.
 const PREREAD_LIMIT: usize = 64 * 1024;
+/// How long a refused upload is still read so the client sees the 413.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 /// The largest MCP request body authgate will hold for header validation.
 const MAX_HELD_BODY: usize = 16 * 1024 * 1024;
 
@@ -27,6 +32,10 @@ pub async fn preread(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         .unwrap_or(0);
+    let cap = ctx.max_body();
+    if length > cap {
+        return refuse_too_large(session, ctx).await;
+    }
     if length > PREREAD_LIMIT {
         if mirrored {
             ctx.hold = Some(bytes::BytesMut::new());
@@ -40,7 +49,12 @@ pub async fn preread(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
             match session.read_request_body().await {
                 Ok(Some(chunk)) => {
                     body.extend_from_slice(&chunk);
+                    if body.len() > cap {
+                        return refuse_too_large(session, ctx).await;
+                    }
                     if body.len() > PREREAD_LIMIT {
+                        // Sent on (or held) through `filter`, which counts only what follows.
+                        ctx.body_bytes = body.len();
                         // A long chunked body: what was read goes on ahead of the rest
                         // (Pingora's retry buffer only replays 64 KiB).
                         if mirrored {
@@ -78,14 +92,41 @@ pub async fn preread(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
     }
 }
 
-/// `request_body_filter`: sends a pre-read start ahead of the rest, and holds a large body
-/// with mirrored headers until it is complete and checked.
+fn too_large() -> Reply {
+    Reply::error(
+        ErrorCode::InvalidRequest,
+        "the request body is larger than this route accepts",
+    )
+    .with_status(413)
+}
+
+/// Answers 413 and closes the connection, reading (and dropping) what the client is still
+/// sending for up to a second first: a client that writes its whole body before reading
+/// (most HTTP libraries) would otherwise get a reset instead of the answer.
+async fn refuse_too_large(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    ctx.refused = Some("body_too_large");
+    answer_and_close(session, too_large().with_origin(ctx.origin.as_deref())).await?;
+    let _ = tokio::time::timeout(LINGER, session.drain_request_body()).await;
+    Ok(true)
+}
+
+/// `request_body_filter`: counts the body against the route's cap, sends a pre-read start
+/// ahead of the rest, and holds a large body with mirrored headers until it is complete and
+/// checked.
 pub fn filter(
     session: &mut Session,
     body: &mut Option<bytes::Bytes>,
     end_of_stream: bool,
     ctx: &mut RequestCtx,
 ) -> Result<()> {
+    if let Some(chunk) = body.as_ref() {
+        ctx.body_bytes += chunk.len();
+        if ctx.body_bytes > ctx.max_body() {
+            ctx.refused = Some("body_too_large");
+            ctx.refusal = Some(too_large());
+            return Error::e_explain(ErrorType::HTTPStatus(413), "request body too large");
+        }
+    }
     if let Some(prefix) = ctx.prefix.take() {
         let mut joined = bytes::BytesMut::from(&prefix[..]);
         if let Some(chunk) = body.take() {
@@ -118,7 +159,8 @@ pub fn filter(
             Ok(())
         }
         Err(m) => {
-            ctx.mismatch = Some(m);
+            ctx.refused = Some("mcp_header_mismatch");
+            ctx.refusal = Some(m.reply());
             Error::e_explain(ErrorType::HTTPStatus(400), "MCP header mismatch")
         }
     }

@@ -2,14 +2,18 @@
 //! own endpoints (body included, bounded) and writing a [`Reply`] so the connection stays
 //! usable (a small unread body is drained; anything else closes it).
 
+use std::time::Duration;
+
 use pingora::proxy::Session;
 
 use crate::vocab::ErrorCode;
 use crate::web::request::MAX_BODY;
 use crate::web::{Reply, Request};
 
-/// A request for a gateway endpoint, body included (at most [`MAX_BODY`]).
-pub async fn read_request(session: &mut Session) -> Result<Request, Reply> {
+/// A request for a gateway endpoint, body included (at most [`MAX_BODY`], arriving within
+/// `timeout`: these bodies are small, and a stalled one must not hold the connection for
+/// Pingora's minute). An `Err` is answered with the connection closed.
+pub async fn read_request(session: &mut Session, timeout: Duration) -> Result<Request, Reply> {
     let req = session.req_header();
     let mut request = Request::new(req.method.clone(), "/");
     request.path = req.uri.path().to_string();
@@ -20,31 +24,43 @@ pub async fn read_request(session: &mut Session) -> Result<Request, Reply> {
         .and_then(|a| a.as_inet())
         .map(|a| a.ip());
     if matches!(request.method, http::Method::POST | http::Method::PUT) {
-        let mut body = bytes::BytesMut::new();
-        loop {
-            match session.read_request_body().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > MAX_BODY {
-                        return Err(Reply::error(
-                            ErrorCode::InvalidRequest,
-                            "the request body is too large",
-                        )
-                        .with_status(413));
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(_) => {
-                    return Err(Reply::error(
-                        ErrorCode::InvalidRequest,
-                        "the request body could not be read",
-                    ))
-                }
-            }
-        }
-        request.body = body.freeze();
+        request.body = tokio::time::timeout(timeout, read_body(session))
+            .await
+            .map_err(|_| {
+                Reply::error(
+                    ErrorCode::InvalidRequest,
+                    "the request body did not arrive in time",
+                )
+                .with_status(408)
+            })??;
     }
     Ok(request)
+}
+
+async fn read_body(session: &mut Session) -> Result<bytes::Bytes, Reply> {
+    let mut body = bytes::BytesMut::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(Reply::error(
+                        ErrorCode::InvalidRequest,
+                        "the request body is too large",
+                    )
+                    .with_status(413));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(_) => {
+                return Err(Reply::error(
+                    ErrorCode::InvalidRequest,
+                    "the request body could not be read",
+                ))
+            }
+        }
+    }
+    Ok(body.freeze())
 }
 
 /// Writes a local answer. Unread request body would poison a kept-alive connection: a small

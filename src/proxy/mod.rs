@@ -26,6 +26,7 @@ pub mod local;
 pub mod mcp;
 pub mod router;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,7 +39,7 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::{Config, UpstreamAuth};
 use crate::oauth::Authority;
-use crate::store::{AccessRecord, Store};
+use crate::store::{AccessRecord, Store, StoreError};
 use crate::vocab::paths::Endpoint;
 use crate::vocab::{unix_now, ErrorCode};
 use crate::web::Reply;
@@ -62,11 +63,43 @@ impl Snapshot {
 pub struct Gateway {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub authority: Arc<Authority>,
+    /// Requests being served, and those cut by a shutdown, for the drain on SIGTERM.
+    pub requests: Arc<Requests>,
+}
+
+#[derive(Debug, Default)]
+pub struct Requests {
+    pub in_flight: AtomicUsize,
+    pub cut: AtomicUsize,
+}
+
+/// Counts a request as in flight for as long as its context lives.
+struct InFlight(Arc<Requests>);
+
+impl InFlight {
+    fn new(requests: &Arc<Requests>) -> Self {
+        requests.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(requests.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// What one request carries between phases.
 pub struct RequestCtx {
     started: Instant,
+    in_flight: InFlight,
+    /// The method and path, kept for the access line of a request cut by shutdown (which
+    /// never reaches `logging`).
+    method: http::Method,
+    path: String,
+    /// The response status once one is written upstream-side.
+    status: u16,
+    logged: bool,
     snapshot: Option<Arc<Snapshot>>,
     route: Option<Arc<Route>>,
     /// Request path below the route prefix.
@@ -83,10 +116,56 @@ pub struct RequestCtx {
     hold: Option<bytes::BytesMut>,
     /// The start of a long body read before the upstream was contacted, sent ahead of the rest.
     prefix: Option<bytes::Bytes>,
-    /// Set when a held body did not match its mirrored headers.
-    mismatch: Option<mcp::Mismatch>,
+    /// What to answer when the body turned out refusable after the upstream was contacted
+    /// (too large, or not matching its mirrored headers).
+    refusal: Option<Reply>,
+    /// Request body bytes seen so far, against the route's `max_body_size`.
+    body_bytes: usize,
     /// Why authgate refused the request itself, for the access log.
     refused: Option<&'static str>,
+}
+
+impl RequestCtx {
+    /// The one access-log line of a request.
+    fn access_line(&self, method: &http::Method, path: &str, status: u16, error: Option<&str>) {
+        let route = self.route.as_ref();
+        tracing::info!(
+            target: "authgate::access",
+            method = %method,
+            path,
+            route = route.map_or("-", |r| r.upstream.path.as_str()),
+            upstream = route.map_or(self.handler, |r| r.upstream.name.as_str()),
+            client_id = self.access.as_ref().map(|a| a.client_id.as_str()),
+            mcp_method = self.mcp.as_ref().map(|m| m.method.as_str()),
+            mcp_name = self.mcp.as_ref().and_then(|m| m.name.as_deref()),
+            user = self.access.as_ref().map(|a| a.identity.user_id()),
+            status,
+            // Microsecond precision, printed short (3.856, not 3.8556939999999997).
+            duration_ms = self.started.elapsed().as_micros() as f64 / 1000.0,
+            reason = self.refused,
+            error,
+            "request"
+        );
+    }
+
+    /// The route's body cap (a request without a route has no body to forward).
+    fn max_body(&self) -> usize {
+        self.route
+            .as_ref()
+            .map_or(usize::MAX, |r| r.upstream.max_body_size)
+    }
+}
+
+/// A request whose task ends without reaching `logging` was cut: by the end of the drain on
+/// shutdown (its runtime stopped), never by a client leaving (that still reaches `logging`).
+impl Drop for RequestCtx {
+    fn drop(&mut self) {
+        if !self.logged && !self.path.is_empty() {
+            self.in_flight.0.cut.fetch_add(1, Ordering::Relaxed);
+            let (method, path) = (self.method.clone(), std::mem::take(&mut self.path));
+            self.access_line(&method, &path, self.status, Some("cut_by_shutdown"));
+        }
+    }
 }
 
 impl Gateway {
@@ -108,23 +187,31 @@ impl Gateway {
                 match self.authority.store.ping().await {
                     Ok(()) => Reply::json(200, &serde_json::json!({"status": "ready"})),
                     Err(e) => {
+                        // The detail (paths, OS errors) goes to the log, not to the network.
                         tracing::warn!(error = %e, "readiness check failed: store");
-                        Reply::error(
-                            ErrorCode::TemporarilyUnavailable,
-                            "the store is not answering",
-                        )
+                        let why = match e {
+                            StoreError::Unavailable(_) => {
+                                "the store is recovering from a storage error (writes fail)"
+                            }
+                            _ => "the store is not answering",
+                        };
+                        Reply::error(ErrorCode::TemporarilyUnavailable, why)
+                            .with_header(http::header::RETRY_AFTER, "5")
                     }
                 }
             }
             endpoint => {
                 ctx.handler = "oauth";
-                match read_request(session).await {
+                match read_request(session, config.auth.body_timeout).await {
                     Ok(request) => {
                         self.authority
                             .handle(config, endpoint, &request, unix_now())
                             .await
                     }
-                    Err(reply) => reply,
+                    Err(reply) => {
+                        ctx.refused = Some("unreadable_body");
+                        return answer_and_close(session, reply).await;
+                    }
                 }
             }
         };
@@ -185,6 +272,11 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
+            in_flight: InFlight::new(&self.requests),
+            method: http::Method::GET,
+            path: String::new(),
+            status: 0,
+            logged: false,
             snapshot: None,
             route: None,
             rest: String::new(),
@@ -194,7 +286,8 @@ impl ProxyHttp for Gateway {
             mcp: None,
             hold: None,
             prefix: None,
-            mismatch: None,
+            refusal: None,
+            body_bytes: 0,
             refused: None,
         }
     }
@@ -214,6 +307,7 @@ impl ProxyHttp for Gateway {
         }
         let req = session.req_header();
         let path = req.uri.path().to_string();
+        ctx.method = req.method.clone();
         if headers::is_ambiguous_path(&path) {
             ctx.refused = Some("ambiguous_path");
             let reply = Reply::error(
@@ -232,6 +326,7 @@ impl ProxyHttp for Gateway {
             Some((route, rest)) => {
                 ctx.rest = rest.to_string();
                 let route = route.clone();
+                ctx.path = path;
                 self.upstream(session, ctx, route).await
             }
             None => {
@@ -302,6 +397,7 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut pingora::http::ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.status = upstream_response.status.as_u16();
         if let Some(origin) = &ctx.origin {
             cors::apply_to_response(upstream_response, origin)?;
         }
@@ -349,10 +445,10 @@ impl ProxyHttp for Gateway {
         // Once the upstream's response has started, the status is gone; just end the stream.
         if let (Some((status, code, description)), None) = (failure, session.response_written()) {
             session.set_keepalive(None);
-            let reply = match ctx.mismatch.take() {
-                Some(m) => m.reply(),
-                None => Reply::error(code, description).with_status(status),
-            };
+            let reply = ctx
+                .refusal
+                .take()
+                .unwrap_or_else(|| Reply::error(code, description).with_status(status));
             if let Err(err) = reply
                 .with_origin(ctx.origin.as_deref())
                 .write(session)
@@ -370,23 +466,12 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let req = session.req_header();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let route = ctx.route.as_ref();
-        tracing::info!(
-            target: "authgate::access",
-            method = %req.method,
-            path = req.uri.path(),
-            route = route.map_or("-", |r| r.upstream.path.as_str()),
-            upstream = route.map_or(ctx.handler, |r| r.upstream.name.as_str()),
-            client_id = ctx.access.as_ref().map(|a| a.client_id.as_str()),
-            mcp_method = ctx.mcp.as_ref().map(|m| m.method.as_str()),
-            mcp_name = ctx.mcp.as_ref().and_then(|m| m.name.as_deref()),
-            user = ctx.access.as_ref().map(|a| a.identity.user_id()),
+        ctx.logged = true;
+        ctx.access_line(
+            &req.method,
+            req.uri.path(),
             status,
-            // Microsecond precision, printed short (3.856, not 3.8556939999999997).
-            duration_ms = ctx.started.elapsed().as_micros() as f64 / 1000.0,
-            reason = ctx.refused,
-            error = e.map(|e| e.etype().as_str()),
-            "request"
+            e.map(|e| e.etype().as_str()),
         );
     }
 

@@ -152,4 +152,7 @@ impl Store for Cached {
             .retain(|_, rec| rec.expires_at > now);
         Ok(swept)
     }
+    fn close(&self) {
+        self.inner.close()
+    }
 }

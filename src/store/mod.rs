@@ -5,6 +5,8 @@
 mod cache;
 mod records;
 mod redb;
+mod redb_file;
+mod redb_schema;
 mod redb_sweep;
 mod sweep;
 
@@ -13,6 +15,7 @@ use async_trait::async_trait;
 pub use self::cache::Cached;
 pub use self::records::*;
 pub use self::redb::RedbStore;
+pub use self::redb_file::Opener;
 pub use self::sweep::Sweeper;
 use crate::vocab::{ClientId, GrantId, SecretHash};
 
@@ -35,11 +38,15 @@ pub enum StoreError {
     },
     #[error("store schema version {found} is newer than this authgate understands ({supported})")]
     SchemaTooNew { found: u32, supported: u32 },
+    /// Closed after an I/O error and not reopened yet; nothing was read or written.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
 }
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Cheap proof that the store answers reads (for `/readyz`).
+    /// Cheap proof that the store answers reads, and that writes are not failing (for
+    /// `/readyz`); after a write failure it tries a write.
     async fn ping(&self) -> Result<(), StoreError>;
 
     async fn put_client(&self, client: ClientRecord) -> Result<(), StoreError>;
@@ -103,6 +110,10 @@ pub trait Store: Send + Sync + 'static {
     /// registered clients that never got a grant and were registered before
     /// `unused_clients_before`.
     async fn sweep(&self, now: u64, unused_clients_before: u64) -> Result<Swept, StoreError>;
+
+    /// Closes the store cleanly before the process exits (a redb file then opens without
+    /// a repair); later operations fail. Blocking, briefly.
+    fn close(&self) {}
 }
 
 /// What one sweep removed.

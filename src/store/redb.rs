@@ -2,42 +2,20 @@
 //! (fsync'd) before `commit()` returns, so an acknowledged write survives `kill -9`.
 //! Keys of secret-bearing tables are sha256 hashes; the file never holds a usable secret.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use ::redb::{
-    Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition,
-    WriteTransaction,
-};
+use ::redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::redb_file::DbFile;
+pub(super) use super::redb_schema::*;
 use super::*;
 
-/// The schema this build writes. Bump it, with a migration, whenever a table changes shape.
-pub const SCHEMA_VERSION: u32 = 1;
-
-pub(super) const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
-pub(super) const CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("clients");
-pub(super) const CODES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("codes");
-/// Redeemed codes → the grant they created, to detect replays.
-pub(super) const USED_CODES: TableDefinition<&[u8; 32], (&str, u64)> =
-    TableDefinition::new("used_codes");
-pub(super) const GRANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("grants");
-pub(super) const ACCESS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("access_tokens");
-pub(super) const REFRESH: TableDefinition<&[u8; 32], &[u8]> =
-    TableDefinition::new("refresh_tokens");
-/// grant id → hashes of every access and refresh token it issued.
-pub(super) const GRANT_TOKENS: MultimapTableDefinition<&str, &[u8; 32]> =
-    MultimapTableDefinition::new("grant_tokens");
-pub(super) const CONSENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("consents");
-/// Single-use claims (hash of the claimed key) → when the claim may be forgotten.
-pub(super) const CLAIMS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("claims");
-
 pub struct RedbStore {
-    db: Arc<Database>,
-    path: PathBuf,
+    file: Arc<DbFile>,
 }
 
 /// redb's errors, kept whole as the source of a backend error.
@@ -77,51 +55,19 @@ pub(super) fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
 impl RedbStore {
     /// Opens (creating if needed) `<data_dir>/authgate.redb`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
-            path: data_dir.to_path_buf(),
-            source: Box::new(e),
-        })?;
-        let path = data_dir.join("authgate.redb");
-        let db = Database::create(&path).map_err(|e| StoreError::Open {
-            path: path.clone(),
-            source: Box::new(e),
-        })?;
-        let txn = db.begin_write()?;
-        {
-            let mut meta = txn.open_table(META)?;
-            let found = meta.get("schema_version")?.map(|v| v.value());
-            match found {
-                Some(v) if v > SCHEMA_VERSION => {
-                    return Err(StoreError::SchemaTooNew {
-                        found: v,
-                        supported: SCHEMA_VERSION,
-                    })
-                }
-                Some(_) => {}
-                None => {
-                    meta.insert("schema_version", SCHEMA_VERSION)?;
-                }
-            }
-            // Create every table up front so read transactions never meet a missing one.
-            txn.open_table(CLIENTS)?;
-            txn.open_table(CODES)?;
-            txn.open_table(USED_CODES)?;
-            txn.open_table(GRANTS)?;
-            txn.open_table(ACCESS)?;
-            txn.open_table(REFRESH)?;
-            txn.open_multimap_table(GRANT_TOKENS)?;
-            txn.open_table(CONSENTS)?;
-            txn.open_table(CLAIMS)?;
-        }
-        txn.commit()?;
+        Self::open_with(data_dir, super::redb_file::file_opener())
+    }
+
+    /// Opens through `opener` (tests use a storage backend that fails on demand).
+    pub fn open_with(data_dir: &Path, opener: super::Opener) -> Result<Self, StoreError> {
+        let file = DbFile::open(data_dir, opener, init_schema)?;
         Ok(Self {
-            db: Arc::new(db),
-            path,
+            file: Arc::new(file),
         })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     /// Bulk-inserts access tokens in one transaction (benchmarks and admin tooling).
@@ -129,7 +75,7 @@ impl RedbStore {
         &self,
         records: impl IntoIterator<Item = (SecretHash, AccessRecord)>,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.file.database()?.begin_write()?;
         {
             let mut access = txn.open_table(ACCESS)?;
             for (h, rec) in records {
@@ -144,21 +90,35 @@ impl RedbStore {
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db)).await?
+        self.run(false, f).await
     }
 
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        self.blocking(move |db| {
+        self.run(true, move |db| {
             let txn = db.begin_write()?;
             let out = f(&txn)?;
             txn.commit()?;
             Ok(out)
         })
         .await
+    }
+
+    /// `f` on the database (reopened first if an I/O error closed it), its outcome noted.
+    async fn run<T: Send + 'static>(
+        &self,
+        wrote: bool,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = file.database().and_then(|db| f(&db));
+            file.observe(&result, wrote);
+            result
+        })
+        .await?
     }
 }
 
@@ -213,6 +173,20 @@ fn insert_tokens(
 #[async_trait]
 impl Store for RedbStore {
     async fn ping(&self) -> Result<(), StoreError> {
+        if let Some(failure) = self.file.failure() {
+            // Writes were failing: only a write shows they work again.
+            let probe = self
+                .write(|txn| {
+                    let mut meta = txn.open_table(META)?;
+                    meta.insert("probe", crate::vocab::unix_now() as u32)?;
+                    Ok(())
+                })
+                .await;
+            return probe.map_err(|e| match e {
+                StoreError::Unavailable(why) => StoreError::Unavailable(why),
+                e => StoreError::Unavailable(format!("writes fail: {e} (first: {failure})")),
+            });
+        }
         self.blocking(|db| {
             let txn = db.begin_read()?;
             let meta = txn.open_table(META)?;
@@ -366,8 +340,9 @@ impl Store for RedbStore {
         now: u64,
     ) -> Result<Option<AccessRecord>, StoreError> {
         // The hot path's cache miss: a redb read with a warm page cache costs a few µs, less
-        // than a trip through the blocking pool, so it runs on the worker thread.
-        let txn = self.db.begin_read()?;
+        // than a trip through the blocking pool, so it runs on the worker thread (and leaves
+        // reopening a failed store to the blocking operations).
+        let txn = self.file.open_database()?.begin_read()?;
         let t = txn.open_table(ACCESS)?;
         let Some(raw) = t.get(&token.0)? else {
             return Ok(None);
@@ -479,6 +454,10 @@ impl Store for RedbStore {
     async fn sweep(&self, now: u64, unused_clients_before: u64) -> Result<Swept, StoreError> {
         self.write(move |txn| super::redb_sweep::sweep_in(txn, now, unused_clients_before))
             .await
+    }
+
+    fn close(&self) {
+        self.file.close()
     }
 
     async fn put_consent(&self, key: &str, record: ConsentRecord) -> Result<(), StoreError> {

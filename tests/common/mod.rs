@@ -141,7 +141,10 @@ impl Gateway {
             .append(true)
             .open(dir.path().join("stderr.log"))
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_authgate"));
+        // AUTHGATE_BIN runs a test against another build (e.g. to show a fix fails before).
+        let bin = std::env::var("AUTHGATE_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_authgate").to_string());
+        let mut cmd = Command::new(bin);
         cmd.args(["--log-format", "json", "run", "--config"])
             .arg(&path)
             .env("RUST_LOG", "info")

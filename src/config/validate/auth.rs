@@ -16,6 +16,8 @@ pub const DEFAULT_CODE_TTL: Duration = Duration::from_secs(120);
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 pub const DEFAULT_LOGIN_TTL: Duration = Duration::from_secs(600);
 pub const DEFAULT_UNUSED_REGISTRATION_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The authorization server's bodies are a few hundred bytes: seconds are plenty.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest `refresh_grace`: the old refresh token stays usable that long.
 const MAX_REFRESH_GRACE: Duration = Duration::from_secs(600);
 
@@ -56,22 +58,12 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 }
             })
         });
-        let refresh_grace = match &a.refresh_grace {
-            None => DEFAULT_REFRESH_GRACE,
-            Some(v) => self
-                .parsed(v, "auth.refresh_grace", |s| {
-                    let d = humantime::parse_duration(s).map_err(|e| {
-                        format!("not a duration ({e}); write e.g. \"30s\", or \"0s\" for none")
-                    })?;
-                    if d > MAX_REFRESH_GRACE {
-                        return Err(
-                            "at most 10 minutes: the old token stays usable that long".into()
-                        );
-                    }
-                    Ok(d)
-                })
-                .unwrap_or(DEFAULT_REFRESH_GRACE),
-        };
+        let refresh_grace = self.duration_within(
+            &a.refresh_grace,
+            "auth.refresh_grace",
+            DEFAULT_REFRESH_GRACE,
+            MAX_REFRESH_GRACE,
+        );
         AuthConfig {
             session_key,
             access_token_ttl: self.duration(
@@ -85,6 +77,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 DEFAULT_REFRESH_TOKEN_TTL,
             ),
             refresh_grace,
+            body_timeout: self.duration(&a.body_timeout, "auth.body_timeout", DEFAULT_BODY_TIMEOUT),
             code_ttl: self.duration(&a.code_ttl, "auth.code_ttl", DEFAULT_CODE_TTL),
             session_ttl: self.duration(&a.session_ttl, "auth.session_ttl", DEFAULT_SESSION_TTL),
             login_ttl: self.duration(&a.login_ttl, "auth.login_ttl", DEFAULT_LOGIN_TTL),

@@ -132,6 +132,27 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
         .unwrap_or(default)
     }
 
+    /// A duration that may be zero, up to `max`.
+    fn duration_within(
+        &mut self,
+        value: &Option<Text>,
+        key: &str,
+        default: Duration,
+        max: Duration,
+    ) -> Duration {
+        let Some(v) = value else { return default };
+        self.parsed(v, key, |s| {
+            let d = humantime::parse_duration(s).map_err(|e| {
+                format!("not a duration ({e}); write e.g. \"30s\", or \"0s\" for none")
+            })?;
+            if d > max {
+                return Err(format!("at most {}", humantime::format_duration(max)));
+            }
+            Ok(d)
+        })
+        .unwrap_or(default)
+    }
+
     /// A required key's raw value, or `None` after reporting it missing at its table `at`.
     fn present<'v>(&mut self, value: &'v Option<Text>, key: &str, at: Span) -> Option<&'v Text> {
         if value.is_none() {

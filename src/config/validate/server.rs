@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use toml::Spanned;
 
@@ -11,6 +12,8 @@ use crate::config::file::ServerSection;
 use crate::config::model::{HeaderLimits, PublicUrl, ServerConfig};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
     pub(super) fn server(
@@ -67,7 +70,14 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             ),
             max_count: limit(&s.max_headers, "server.max_headers", 100, 10),
         };
+        let shutdown_grace = self.duration_within(
+            &s.shutdown_grace,
+            "server.shutdown_grace",
+            DEFAULT_SHUTDOWN_GRACE,
+            MAX_SHUTDOWN_GRACE,
+        );
         Some(ServerConfig {
+            shutdown_grace,
             header_limits,
             allowed_origins,
             listen,

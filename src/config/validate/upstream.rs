@@ -13,6 +13,8 @@ use crate::config::model::{
 };
 use crate::vocab::{paths, UpstreamName};
 
+/// The largest request body forwarded by default: MCP messages are small; uploads are not.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 4 * 1024 * 1024;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(30);
@@ -75,6 +77,15 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             let dns_refresh =
                 self.duration(&u.dns_refresh, &key("dns_refresh"), DEFAULT_DNS_REFRESH);
             let upstream_scopes = self.scope_list(&u.scopes, &key("scopes"), scopes);
+            let max_body_size = match &u.max_body_size {
+                Some(n) if *n.get_ref() < 1024 => {
+                    self.src
+                        .push(n.span(), key("max_body_size"), "must be at least 1024");
+                    DEFAULT_MAX_BODY_SIZE
+                }
+                Some(n) => *n.get_ref(),
+                None => DEFAULT_MAX_BODY_SIZE,
+            };
             let identity_headers = self.identity_headers(&u.identity_headers, i);
             let (Some(name), Some(path), Some(host), Some(url)) = (name, path, host, url) else {
                 continue;
@@ -106,6 +117,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 auth: u.auth.unwrap_or(UpstreamAuth::OAuth),
                 scopes: upstream_scopes,
                 identity_headers,
+                max_body_size,
             });
         }
         out
