@@ -19,7 +19,8 @@ export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-co
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares"
 export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-$PWD/target}
-cargo build --locked --release --target "$host" --bins
+# Not --locked: the lock follows the main crate's dependencies, which tests/run.sh pins.
+cargo build --release --target "$host" --bins
 
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"

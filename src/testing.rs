@@ -82,6 +82,7 @@ pub fn authority() -> TestAuthority {
             logins: Default::default(),
             cimd: Default::default(),
             registrations: Default::default(),
+            diagnostics: Default::default(),
         },
         _dir: dir,
     }

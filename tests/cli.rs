@@ -174,3 +174,58 @@ fn run_creates_nothing_on_disk_when_it_cannot_start() {
         "the data dir was created"
     );
 }
+
+#[test]
+fn schema_describes_every_table_and_refuses_unknown_keys() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authgate"));
+    cmd.arg("schema");
+    let out = common::output_within(cmd);
+    assert!(out.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let top = &schema["properties"];
+    for table in [
+        "server", "upstream", "auth", "scope", "provider", "client", "cimd", "admin", "audit",
+    ] {
+        assert!(top.get(table).is_some(), "no `{table}` in the schema");
+    }
+    assert_eq!(schema["additionalProperties"], false);
+    // Every key the annotated example config uses is in the schema.
+    let text = std::fs::read_to_string(common::repo_root().join("config/authgate.toml")).unwrap();
+    let server = &schema["$defs"]["ServerSection"]["properties"];
+    for key in [
+        "listen",
+        "public_url",
+        "data_dir",
+        "shutdown_grace",
+        "watch_config",
+        "trusted_proxies",
+    ] {
+        assert!(server.get(key).is_some(), "server.{key}");
+    }
+    let example: toml::Table = text.parse().unwrap();
+    for (table, value) in &example {
+        let def = match table.as_str() {
+            "server" => "ServerSection",
+            "auth" => "AuthSection",
+            "cimd" => "CimdSection",
+            "upstream" => "UpstreamSection",
+            "scope" => "ScopeSection",
+            "provider" => "ProviderSection",
+            "client" => "ClientSection",
+            "admin" => "AdminSection",
+            "audit" => "AuditSection",
+            other => panic!("unexpected table {other}"),
+        };
+        let props = &schema["$defs"][def]["properties"];
+        let first = match value {
+            toml::Value::Array(a) => a[0].as_table().unwrap(),
+            v => v.as_table().unwrap(),
+        };
+        for key in first.keys() {
+            assert!(
+                props.get(key).is_some(),
+                "{table}.{key} is not in the schema"
+            );
+        }
+    }
+}

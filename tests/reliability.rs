@@ -79,7 +79,7 @@ async fn sigterm_stops_accepting_lets_an_open_stream_finish_then_exits() {
     let mut gw = Gateway::start(&config).await;
     let mut stream = open_stream(&gw).await;
     signal(&gw, "-TERM");
-    gw.wait_for_log("SIGTERM: draining").await;
+    gw.wait_for_log("\"message\":\"draining\"").await;
     // No new connections, while the stream stays open.
     common::eventually("the listener closing", || {
         std::net::TcpStream::connect(gw.addr).is_err().then_some(())

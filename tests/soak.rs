@@ -74,7 +74,7 @@ async fn memory_stays_flat_under_a_stream_of_logins() {
     let mut sessions: Vec<(String, String, String)> = Vec::new();
     let mut tick = 0u64;
     while start.elapsed() < Duration::from_secs(seconds) {
-        if tick % 4 == 0 {
+        if tick.is_multiple_of(4) {
             // Every 8 s, four people sign in at once: a login every 2 s on average.
             let burst = (0..BURST).map(|_| tokens_for(&gw, &resource));
             for (client_id, tokens) in futures_util::future::join_all(burst).await {

@@ -4,6 +4,7 @@
 //! missing key never hides the other errors. Nothing here is used past `validate`, which
 //! turns it into [`super::Config`].
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -12,7 +13,7 @@ use super::model::UpstreamAuth;
 pub type Text = Spanned<String>;
 
 /// `[[provider]] kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKindName {
     Oidc,
@@ -23,7 +24,7 @@ pub enum ProviderKindName {
 }
 
 /// `[auth] registration`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RegistrationMode {
     Open,
@@ -31,159 +32,263 @@ pub enum RegistrationMode {
     Off,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    #[schemars(with = "Option<ServerSection>")]
     pub server: Option<Spanned<ServerSection>>,
     #[serde(default, rename = "upstream")]
+    #[schemars(with = "Vec<UpstreamSection>")]
     pub upstreams: Vec<Spanned<UpstreamSection>>,
     #[serde(default)]
+    #[schemars(with = "Option<AuthSection>")]
     pub auth: Option<Spanned<AuthSection>>,
     #[serde(default, rename = "scope")]
+    #[schemars(with = "Vec<ScopeSection>")]
     pub scopes: Vec<Spanned<ScopeSection>>,
     #[serde(default, rename = "provider")]
+    #[schemars(with = "Vec<ProviderSection>")]
     pub providers: Vec<Spanned<ProviderSection>>,
     #[serde(default, rename = "client")]
+    #[schemars(with = "Vec<ClientSection>")]
     pub clients: Vec<Spanned<ClientSection>>,
     #[serde(default)]
+    #[schemars(with = "Option<CimdSection>")]
     pub cimd: Option<Spanned<CimdSection>>,
+    #[serde(default)]
+    #[schemars(with = "Option<AdminSection>")]
+    pub admin: Option<Spanned<AdminSection>>,
+    #[serde(default)]
+    #[schemars(with = "Option<AuditSection>")]
+    pub audit: Option<Spanned<AuditSection>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `[admin]`: the listener for metrics and the admin API.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    #[schemars(with = "Option<String>")]
+    pub listen: Option<Text>,
+    #[schemars(with = "Option<String>")]
+    pub token: Option<Text>,
+}
+
+/// `[audit]`: where security events also go.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    #[schemars(with = "Option<String>")]
+    pub file: Option<Text>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CimdSection {
     pub enabled: Option<bool>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub allowed_hosts: Vec<Text>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub denied_hosts: Vec<Text>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub trusted_hosts: Vec<Text>,
     #[serde(default)]
     pub allow_loopback_http: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSection {
+    #[schemars(with = "Option<String>")]
     pub session_key: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub access_token_ttl: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub refresh_token_ttl: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub refresh_grace: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub code_ttl: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub session_ttl: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub login_ttl: Option<Text>,
+    #[schemars(with = "Option<RegistrationMode>")]
     pub registration: Option<Spanned<RegistrationMode>>,
+    #[schemars(with = "Option<String>")]
     pub registration_token: Option<Text>,
+    #[schemars(with = "Option<u32>")]
     pub registration_rate_limit: Option<Spanned<u32>>,
+    #[schemars(with = "Option<String>")]
     pub unused_registration_ttl: Option<Text>,
     #[serde(default)]
     pub allow_custom_scheme_redirects: bool,
+    #[schemars(with = "Option<String>")]
     pub default_upstream: Option<Text>,
     /// How long a request body to the authorization server's endpoints may take to arrive.
+    #[schemars(with = "Option<String>")]
     pub body_timeout: Option<Text>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScopeSection {
+    #[schemars(with = "Option<String>")]
     pub name: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub description: Option<Text>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSection {
+    #[schemars(with = "Option<String>")]
     pub id: Option<Text>,
+    #[schemars(with = "Option<ProviderKindName>")]
     pub kind: Option<Spanned<ProviderKindName>>,
+    #[schemars(with = "Option<String>")]
     pub display_name: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub issuer: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub tenant: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub client_id: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub client_secret: Option<Text>,
+    #[schemars(with = "Option<Vec<String>>")]
     pub scopes: Option<Vec<Text>>,
+    #[schemars(with = "Option<String>")]
     pub reverify_every: Option<Text>,
     #[serde(default)]
+    #[schemars(with = "Vec<UserSection>")]
     pub users: Vec<Spanned<UserSection>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserSection {
+    #[schemars(with = "Option<String>")]
     pub username: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub password_hash: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub email: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub name: Option<Text>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub groups: Vec<Text>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSection {
+    #[schemars(with = "Option<String>")]
     pub client_id: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub name: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub secret: Option<Text>,
+    #[schemars(with = "Option<Vec<String>>")]
     pub redirect_uris: Option<Spanned<Vec<Text>>>,
+    #[schemars(with = "Option<Vec<String>>")]
     pub scopes: Option<Vec<Text>>,
+    #[schemars(with = "Option<Vec<String>>")]
     pub upstreams: Option<Vec<Text>>,
     #[serde(default)]
     pub trusted: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityHeadersSection {
+    #[schemars(with = "Option<String>")]
     pub user: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub email: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub name: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub groups: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub client_id: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub scopes: Option<Text>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     /// Socket addresses to listen on.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
     pub listen: Option<Spanned<Vec<Text>>>,
     /// The URL clients use to reach the gateway; the OAuth issuer and every resource URL derive
     /// from it, never from request headers.
+    #[schemars(with = "Option<String>")]
     pub public_url: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub data_dir: Option<Text>,
+    #[schemars(with = "Option<usize>")]
     pub threads: Option<Spanned<usize>>,
     /// Allow a plain-http public URL on a non-loopback host (a TLS proxy in front does not
     /// count: set public_url to the https URL it serves).
     #[serde(default)]
     pub allow_insecure_http: bool,
+    #[schemars(with = "Option<Vec<String>>")]
     pub allowed_origins: Option<Vec<Text>>,
     /// Request header limits (bytes, bytes, count); past them: 431.
+    #[schemars(with = "Option<usize>")]
     pub max_header_line: Option<Spanned<usize>>,
+    #[schemars(with = "Option<usize>")]
     pub max_header_size: Option<Spanned<usize>>,
+    #[schemars(with = "Option<usize>")]
     pub max_headers: Option<Spanned<usize>>,
     /// On SIGTERM, how long requests in flight (streams included) may take to finish.
+    #[schemars(with = "Option<String>")]
     pub shutdown_grace: Option<Text>,
+    /// Reload when the config file changes (checked every two seconds).
+    #[serde(default)]
+    pub watch_config: bool,
+    /// Proxies (CIDRs) whose X-Forwarded-For names the client.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub trusted_proxies: Option<Vec<Text>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSection {
+    #[schemars(with = "Option<String>")]
     pub name: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub path: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub host: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub url: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub dns_refresh: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub connect_timeout: Option<Text>,
+    #[schemars(with = "Option<String>")]
     pub idle_timeout: Option<Text>,
     #[serde(default)]
     pub preserve_host: bool,
     pub auth: Option<UpstreamAuth>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub scopes: Vec<Text>,
     #[serde(default)]
+    #[schemars(with = "Option<IdentityHeadersSection>")]
     pub identity_headers: Option<Spanned<IdentityHeadersSection>>,
     pub strip_common_identity_headers: Option<bool>,
     /// Largest request body (bytes) forwarded; past it: 413.
+    #[schemars(with = "Option<usize>")]
     pub max_body_size: Option<Spanned<usize>>,
+    /// How long an idle connection to the upstream is kept for reuse.
+    #[schemars(with = "Option<String>")]
+    pub keepalive_timeout: Option<Text>,
 }

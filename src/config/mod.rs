@@ -96,3 +96,15 @@ pub fn parse(
 
 #[cfg(test)]
 mod tests;
+
+/// The JSON schema of the config file, generated from the types it is read into: editors
+/// (taplo, Even Better TOML) complete and check the TOML with it (`authgate schema`).
+pub fn json_schema() -> String {
+    let mut schema = schemars::schema_for!(file::FileConfig);
+    schema.insert("title".into(), "authgate config".into());
+    schema.insert(
+        "description".into(),
+        "authgate's TOML config. String values may hold ${VAR} (an environment variable). See the README's configuration reference.".into(),
+    );
+    serde_json::to_string_pretty(&schema).expect("a schema serializes")
+}

@@ -22,6 +22,23 @@ pub struct Config {
     pub providers: Vec<Provider>,
     pub clients: Vec<Client>,
     pub cimd: CimdConfig,
+    /// The metrics and admin listener; `None` without an `[admin]` table.
+    pub admin: Option<AdminConfig>,
+    pub audit: AuditConfig,
+}
+
+/// Metrics and the admin API, on a listener of their own (loopback by default).
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// sha256 of the admin API's bearer token; without one only `/metrics` is served.
+    pub token: Option<SecretHash>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditConfig {
+    /// A file that receives the security events as JSON lines (they also go to the log).
+    pub file: Option<PathBuf>,
 }
 
 /// Which Client ID Metadata Document clients are accepted.
@@ -191,7 +208,7 @@ pub struct Client {
     pub trusted: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UpstreamAuth {
     /// Requests need a bearer token authgate issued for this upstream.
@@ -251,6 +268,9 @@ pub struct ServerConfig {
     pub header_limits: HeaderLimits,
     /// On SIGTERM: how long requests in flight may take to finish before they are cut.
     pub shutdown_grace: Duration,
+    pub watch_config: bool,
+    /// Proxies whose `X-Forwarded-For` is believed for the client address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Request header limits, checked before any other work (nginx-like defaults: 8 KiB per
@@ -392,6 +412,8 @@ pub struct Upstream {
     pub identity_headers: IdentityHeaders,
     /// Largest request body forwarded (bytes); larger ones get 413.
     pub max_body_size: usize,
+    /// How long an idle connection to the upstream is kept for reuse.
+    pub keepalive_timeout: Duration,
 }
 
 /// Where an upstream lives, split the way a connector needs it.

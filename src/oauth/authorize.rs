@@ -49,10 +49,33 @@ pub async fn handle(auth: &Authority, config: &Config, req: &Request, now: u64) 
         Some(id) => auth.client(config, &ClientId::new(id.as_str())).await,
         None => Ok(None),
     };
+    let note = |result: &'static str, outcome: Result<(), String>| {
+        crate::metrics::metrics()
+            .authorizations
+            .with_label_values(&[result])
+            .inc();
+        auth.diagnostics.note(
+            req.client_ip,
+            q.client_id.as_deref(),
+            crate::diagnose::Step::Authorize,
+            outcome,
+        );
+    };
     let flow = match validate(config, client, &q, crate::crypto::random_id(), now) {
         Ok(flow) => flow,
-        Err(outcome) => return outcome.into(),
+        Err(outcome) => {
+            let why = match &outcome {
+                Outcome::Error(view) => view.title.to_string(),
+                Outcome::ClientError { error, .. } => {
+                    format!("{}: {}", error.code.as_str(), error.description)
+                }
+                _ => "refused".to_string(),
+            };
+            note("error", Err(why));
+            return outcome.into();
+        }
     };
+    note("ok", Ok(()));
     let sealed = flow.seal(auth);
     match session::session(config, &auth.sealer, req, now) {
         Some(sess) => {

@@ -3,6 +3,7 @@
 //! form body those endpoints take.
 
 use super::{Authority, ClientInfo, OAuthError};
+use crate::audit;
 use crate::config::Config;
 use crate::vocab::{ClientId, Secret, SecretHash};
 use crate::web::authorization::{credentials, Credentials};
@@ -63,7 +64,10 @@ pub async fn authenticate(
     if let Some(expected) = &client.secret {
         let ok = secret.is_some_and(|s| SecretHash::of(s.expose()).ct_eq(expected));
         if !ok {
-            tracing::info!(target: "authgate::audit", event = "client_auth_failed", client_id = %client_id);
+            audit::refused("client_auth_failed")
+                .client(&client_id)
+                .remote(req.client_ip)
+                .emit();
             return Err(OAuthError::invalid_client("client authentication failed"));
         }
     }

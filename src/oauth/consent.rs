@@ -5,9 +5,11 @@
 
 use super::flow::{issue_code, remember, remembered, Answer, ErrorView, Flow, Outcome, FLOW};
 use super::{Authority, OAuthError};
+use crate::audit;
 use crate::config::Config;
 use crate::login::forms::{origin_acceptable, Form};
 use crate::login::session;
+use crate::metrics::metrics;
 use crate::web::pages::{self, ConsentPage, ScopeLine};
 use crate::web::Request;
 
@@ -41,6 +43,16 @@ pub async fn page(auth: &Authority, config: &Config, req: &Request, now: u64) ->
         .or_else(|| id.name.clone())
         .unwrap_or_else(|| id.user_id());
     let issued = auth.forms.issue(config, req, &flow.id, Form::Consent);
+    crate::metrics::metrics()
+        .consent
+        .with_label_values(&["shown"])
+        .inc();
+    auth.diagnostics.note(
+        req.client_ip,
+        Some(flow.client_id.as_str()),
+        crate::diagnose::Step::Consent,
+        Ok(()),
+    );
     let page = ConsentPage {
         client_name: &flow.client_name,
         client_id: flow.client_id.as_str(),
@@ -67,25 +79,47 @@ pub async fn decide(auth: &Authority, config: &Config, req: &Request, now: u64) 
     let Some(sess) = session::session(config, &auth.sealer, req, now) else {
         return Outcome::SignIn(sealed).into();
     };
-    let user = sess.identity.user_id();
     let token_ok = auth
         .forms
         .verify(config, req, &flow.id, Form::Consent, form.get("csrf"));
     if !token_ok || !origin_acceptable(config, req) {
-        tracing::info!(target: "authgate::audit", event = "form_refused", form = "consent", client_id = %flow.client_id, user = %user);
+        audit::refused("form_refused")
+            .identity(&sess.identity)
+            .client(&flow.client_id)
+            .reason("consent form without a valid token or from a foreign origin")
+            .remote(req.client_ip)
+            .emit();
         return ErrorView::form_refused().into();
     }
     let outcome = if form.get("decision") == Some("approve") {
         match remember(auth, &sess.identity, &flow, now).await {
             Ok(()) => {
-                tracing::info!(target: "authgate::audit", event = "consent", client_id = %flow.client_id, user = %user);
+                metrics().consent.with_label_values(&["given"]).inc();
+                audit::success("consent_given")
+                    .identity(&sess.identity)
+                    .client(&flow.client_id)
+                    .upstream(&flow.upstream)
+                    .remote(req.client_ip)
+                    .emit();
                 let credential = sess.credential.as_deref();
                 issue_code(auth, config, &flow, &sess.identity, credential, now).await
             }
             Err(e) => Outcome::client_error(&flow, e),
         }
     } else {
-        tracing::info!(target: "authgate::audit", event = "consent_denied", client_id = %flow.client_id, user = %user);
+        metrics().consent.with_label_values(&["denied"]).inc();
+        auth.diagnostics.note(
+            req.client_ip,
+            Some(flow.client_id.as_str()),
+            crate::diagnose::Step::Consent,
+            Err("the person denied access".into()),
+        );
+        audit::refused("consent_denied")
+            .identity(&sess.identity)
+            .client(&flow.client_id)
+            .upstream(&flow.upstream)
+            .remote(req.client_ip)
+            .emit();
         Outcome::client_error(&flow, OAuthError::access_denied("the user denied access"))
     };
     Answer::from(outcome).after_post()

@@ -4,6 +4,8 @@
 //! Every handler of the authorization's pages returns an [`Answer`]; [`Answer::render`] is
 //! the one place it becomes HTTP.
 
+use crate::audit;
+use crate::diagnose::Step;
 use serde::{Deserialize, Serialize};
 
 use super::{Authority, OAuthError};
@@ -209,7 +211,9 @@ impl Answer {
             format!("{path}?{}", q.finish())
         };
         let mut reply = match self.outcome {
-            Outcome::Error(e) => pages::error_with(e.status, e.title, &e.message, e.advice),
+            Outcome::Error(e) => {
+                pages::error_with(e.status, e.title, &e.message, e.advice).with_reason(e.title)
+            }
             Outcome::ClientError {
                 redirect_uri,
                 state,
@@ -319,6 +323,15 @@ pub async fn after_sign_in(
                 Err(e) => return Outcome::Error(ErrorView::server(&e)),
             });
     if skip {
+        let why = if flow.trusted {
+            "trusted"
+        } else {
+            "remembered"
+        };
+        crate::metrics::metrics()
+            .consent
+            .with_label_values(&[why])
+            .inc();
         return issue_code(auth, config, &flow, identity, credential, now).await;
     }
     Outcome::Consent(sealed)
@@ -341,7 +354,11 @@ pub async fn issue_code(
     match auth.store.claim_once(claim, flow.expires_at).await {
         Ok(true) => {}
         Ok(false) => {
-            tracing::info!(target: "authgate::audit", event = "flow_replayed", client_id = %flow.client_id, user = %identity.user_id());
+            audit::refused("flow_replayed")
+                .identity(identity)
+                .client(&flow.client_id)
+                .reason("a completed sign-in was submitted again; no second code")
+                .emit();
             return Outcome::Error(ErrorView::already_complete());
         }
         Err(e) => return Outcome::client_error(flow, e.into()),
@@ -359,14 +376,18 @@ pub async fn issue_code(
     if let Err(e) = auth.store.put_code(SecretHash::of(&code), record).await {
         return Outcome::client_error(flow, e.into());
     }
-    tracing::info!(
-        target: "authgate::audit",
-        event = "code_issued",
-        client_id = %flow.client_id,
-        user = %identity.user_id(),
-        upstream = %flow.upstream,
-        scopes = %flow.scopes,
-    );
+    crate::metrics::metrics()
+        .codes
+        .with_label_values(&["issued"])
+        .inc();
+    audit::success("code_issued")
+        .identity(identity)
+        .client(&flow.client_id)
+        .upstream(&flow.upstream)
+        .reason(format_args!("scopes {}", flow.scopes))
+        .emit();
+    auth.diagnostics
+        .note(None, Some(flow.client_id.as_str()), Step::Code, Ok(()));
     Outcome::Code {
         redirect_uri: flow.redirect_uri.clone(),
         code,

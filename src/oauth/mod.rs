@@ -46,6 +46,8 @@ pub struct Authority {
     pub logins: Logins,
     pub cimd: cimd::DocumentCache,
     pub registrations: register::RateLimiter,
+    /// How far clients got, for `authgate diagnose`.
+    pub diagnostics: crate::diagnose::Diagnostics,
 }
 
 /// A client as the authorization server sees it: pre-registered, dynamically registered or
@@ -110,9 +112,22 @@ impl Authority {
                 )
                 .await
             {
-                Ok(info) => Ok(Some(info)),
+                Ok(info) => {
+                    crate::metrics::metrics()
+                        .registrations
+                        .with_label_values(&["cimd", "ok"])
+                        .inc();
+                    Ok(Some(info))
+                }
                 Err(e) => {
-                    tracing::info!(target: "authgate::audit", event = "cimd_refused", client_id = %client_id, reason = %e);
+                    crate::metrics::metrics()
+                        .registrations
+                        .with_label_values(&["cimd", "refused"])
+                        .inc();
+                    crate::audit::refused("cimd_refused")
+                        .client(client_id)
+                        .reason(&e)
+                        .emit();
                     Err(OAuthError::invalid_client(e.to_string()))
                 }
             };
@@ -162,6 +177,14 @@ impl Authority {
         }
         let get = req.method == Method::GET || req.method == Method::HEAD;
         let post = req.method == Method::POST;
+        let discovery = match endpoint {
+            ProtectedResourceMetadata(_) => Some(crate::diagnose::Step::ResourceMetadata),
+            AuthorizationServerMetadata => Some(crate::diagnose::Step::ServerMetadata),
+            _ => None,
+        };
+        if let (Some(step), true) = (discovery, get) {
+            self.diagnostics.note(req.client_ip, None, step, Ok(()));
+        }
         match endpoint {
             AuthorizationServerMetadata if get => {
                 Reply::json(200, &metadata::authorization_server(config))
@@ -238,5 +261,6 @@ fn preflight() -> Reply {
             (http::header::ACCESS_CONTROL_MAX_AGE, "86400".into()),
         ],
         body: bytes::Bytes::new(),
+        reason: None,
     }
 }

@@ -3,6 +3,8 @@
 //! Each client address may register `auth.registration_rate_limit` times a minute (a GCRA
 //! limiter from `governor`: a steady rate with that burst, no doubled burst at window edges).
 
+use crate::audit;
+use crate::metrics::metrics;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -106,6 +108,10 @@ pub async fn handle(auth: &Authority, config: &Config, req: &Request) -> Reply {
         .registrations
         .check(req.client_ip, config.auth.registration_rate_limit)
     {
+        metrics()
+            .rate_limited
+            .with_label_values(&["register"])
+            .inc();
         return Reply::error(
             ErrorCode::TemporarilyUnavailable,
             "too many registrations from this address; try again later",
@@ -124,19 +130,33 @@ pub async fn handle(auth: &Authority, config: &Config, req: &Request) -> Reply {
         let scope = md.scope.clone();
         let (record, secret) = validate(config, md, now)?;
         auth.store.put_client(record.clone()).await?;
-        tracing::info!(
-            target: "authgate::audit",
-            event = "client_registered",
-            client_id = %record.client_id,
-            client_name = record.client_name.as_deref().unwrap_or("-"),
-            auth_method = %record.token_endpoint_auth_method,
-        );
+        audit::success("client_registered")
+            .client(&record.client_id)
+            .reason(format_args!(
+                "{} client, {}",
+                record.token_endpoint_auth_method,
+                record.client_name.as_deref().unwrap_or("no name")
+            ))
+            .remote(req.client_ip)
+            .emit();
         Ok(response(&record, secret.as_deref(), scope.as_deref()))
     }
     .await;
+    let registrations = &metrics().registrations;
+    let step = crate::diagnose::Step::Registration;
     match result {
-        Ok(body) => Reply::json(201, &body).with_cors(),
-        Err(e) => e.reply(),
+        Ok(body) => {
+            registrations.with_label_values(&["dcr", "ok"]).inc();
+            let id = body["client_id"].as_str();
+            auth.diagnostics.note(req.client_ip, id, step, Ok(()));
+            Reply::json(201, &body).with_cors()
+        }
+        Err(e) => {
+            registrations.with_label_values(&["dcr", "refused"]).inc();
+            let why = format!("{}: {}", e.code.as_str(), e.description);
+            auth.diagnostics.note(req.client_ip, None, step, Err(why));
+            e.reply()
+        }
     }
 }
 

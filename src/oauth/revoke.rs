@@ -4,7 +4,9 @@ use serde_json::{json, Value};
 
 use super::client_auth::{authenticate, read_form};
 use super::{Authority, ClientInfo, OAuthError};
+use crate::audit;
 use crate::config::Config;
+use crate::metrics::metrics;
 use crate::store::Store;
 use crate::vocab::SecretHash;
 use crate::web::{Reply, Request};
@@ -26,6 +28,7 @@ pub async fn revoke(auth: &Authority, config: &Config, req: &Request, now: u64) 
             status: 200,
             headers: vec![],
             body: bytes::Bytes::new(),
+            reason: None,
         }
         .with_cors(),
         Err(e) => e.reply(),
@@ -49,10 +52,17 @@ pub async fn revoke_token(
     match owner {
         Some(owner) if owner == client.client_id => {
             let revoked = auth.store.revoke_token(hash).await?;
-            tracing::info!(target: "authgate::audit", event = "revoked", client_id = %client.client_id, access_tokens = revoked.len());
+            metrics().revocations.inc();
+            audit::success("revoked")
+                .client(&client.client_id)
+                .count(revoked.len())
+                .emit();
         }
         Some(_) => {
-            tracing::warn!(target: "authgate::audit", event = "revoke_refused", client_id = %client.client_id, reason = "token of another client");
+            audit::refused("revoke_refused")
+                .client(&client.client_id)
+                .reason("the token belongs to another client")
+                .emit();
         }
         None => {}
     }

@@ -5,9 +5,13 @@
 
 use super::flow::{after_sign_in, Answer, ErrorView, Flow, Outcome, FLOW};
 use super::{Authority, OAuthError};
+use crate::audit;
 use crate::config::{Config, ProviderKind};
+use crate::diagnose::Step;
 use crate::login::forms::{origin_acceptable, Form};
 use crate::login::session::{self, LoginState, Session};
+use crate::metrics::metrics;
+use crate::store::Store;
 use crate::vocab::{Identity, SecretHash};
 use crate::web::pages::{self, ChooserPage, LocalLoginPage, ProviderButton};
 use crate::web::Request;
@@ -155,7 +159,9 @@ pub async fn local(auth: &Authority, config: &Config, req: &Request, id: &str, n
         .verify(&provider.id, users, &username, password)
         .await;
     let Some(identity) = identity else {
-        tracing::info!(target: "authgate::audit", event = "login_failed", provider = %provider.id, username = %username);
+        let user = format!("{}:{username}", provider.id);
+        let why = "wrong username or password";
+        sign_in_refused(auth, req, &flow, &provider.id, Some(user), "failed", why);
         let wrong = Some("Wrong username or password.");
         return login_form(
             auth,
@@ -167,7 +173,9 @@ pub async fn local(auth: &Authority, config: &Config, req: &Request, id: &str, n
             wrong,
         );
     };
-    tracing::info!(target: "authgate::audit", event = "login", provider = %provider.id, user = %identity.user_id());
+    if let Err(refused) = signed_in(auth, req, &identity, &flow, now).await {
+        return refused;
+    }
     let cookie = start_session(auth, config, identity.clone(), None, now);
     let next = after_sign_in(auth, config, (flow, sealed), &identity, None, now).await;
     Answer::from(next).with_cookie(Some(cookie)).after_post()
@@ -211,7 +219,8 @@ pub async fn callback(
         return answer(ErrorView::expired().into());
     };
     if let Some(err) = q.get("error") {
-        tracing::info!(target: "authgate::audit", event = "login_refused", provider = %id, error = %err);
+        let why = format!("the provider answered {err}");
+        sign_in_refused(auth, req, &flow, id, None, "refused_by_provider", &why);
         let e = OAuthError::access_denied("the sign-in was cancelled or refused at the provider");
         return answer(Outcome::client_error(&flow, e).into());
     }
@@ -222,7 +231,9 @@ pub async fn callback(
     };
     match auth.logins.finish(provider, code, &state).await {
         Ok((identity, credential)) => {
-            tracing::info!(target: "authgate::audit", event = "login", provider = %id, user = %identity.user_id());
+            if let Err(refused) = signed_in(auth, req, &identity, &flow, now).await {
+                return answer(refused);
+            }
             let cookie = start_session(auth, config, identity.clone(), credential.clone(), now);
             let next = after_sign_in(
                 auth,
@@ -247,4 +258,78 @@ pub async fn callback(
             )
         }
     }
+}
+
+/// A person just proved who they are: refused if blocked; otherwise noted (the store's list
+/// of people, metrics, the audit trail, diagnostics).
+async fn signed_in(
+    auth: &Authority,
+    req: &Request,
+    identity: &Identity,
+    flow: &Flow,
+    now: u64,
+) -> Result<(), Answer> {
+    let provider = identity.provider.as_str();
+    if auth.store.is_blocked(identity) {
+        let why = "the account is blocked";
+        sign_in_refused(
+            auth,
+            req,
+            flow,
+            provider,
+            Some(identity.user_id()),
+            "blocked",
+            why,
+        );
+        let page = ErrorView::new(
+            403,
+            "This account is blocked",
+            "An administrator has blocked this account at this gateway. Ask them to lift the block.",
+        );
+        return Err(page.into());
+    }
+    if let Err(e) = auth.store.record_login(identity, now).await {
+        tracing::warn!(error = %e, "could not record the sign-in in the list of people");
+    }
+    metrics().logins.with_label_values(&[provider, "ok"]).inc();
+    audit::success("login")
+        .identity(identity)
+        .client(&flow.client_id)
+        .remote(req.client_ip)
+        .emit();
+    auth.diagnostics.note(
+        req.client_ip,
+        Some(flow.client_id.as_str()),
+        Step::SignIn,
+        Ok(()),
+    );
+    Ok(())
+}
+
+/// A sign-in that did not go through: counted, audited, noted for `authgate diagnose`.
+fn sign_in_refused(
+    auth: &Authority,
+    req: &Request,
+    flow: &Flow,
+    provider: &str,
+    user: Option<String>,
+    result: &'static str,
+    why: &str,
+) {
+    metrics()
+        .logins
+        .with_label_values(&[provider, result])
+        .inc();
+    let mut event = audit::refused("login")
+        .provider(provider)
+        .client(&flow.client_id)
+        .reason(why)
+        .remote(req.client_ip);
+    if let Some(user) = user {
+        event = event.user(user);
+    }
+    event.emit();
+    let client = Some(flow.client_id.as_str());
+    auth.diagnostics
+        .note(req.client_ip, client, Step::SignIn, Err(why.to_string()));
 }

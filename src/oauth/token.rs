@@ -2,6 +2,9 @@
 //! and resource of the authorization) and the refresh token grant (rotation on every use; a
 //! retry within `refresh_grace` gets the same answer; reuse after it revokes the grant).
 
+use crate::audit;
+use crate::diagnose::Step;
+use crate::metrics::metrics;
 use serde_json::json;
 
 use super::client_auth::{authenticate, read_form};
@@ -95,9 +98,20 @@ pub async fn handle(auth: &Authority, config: &Config, req: &Request, now: u64) 
         }
     }
     .await;
+    let client_id = req.form().get("client_id").map(str::to_string);
+    let note = |outcome| {
+        auth.diagnostics
+            .note(req.client_ip, client_id.as_deref(), Step::Token, outcome)
+    };
     match result {
-        Ok(body) => token_reply(body),
-        Err(e) => e.reply(),
+        Ok(body) => {
+            note(Ok(()));
+            token_reply(body)
+        }
+        Err(e) => {
+            note(Err(format!("{}: {}", e.code.as_str(), e.description)));
+            e.reply()
+        }
     }
 }
 
@@ -142,6 +156,7 @@ fn token_reply(body: Vec<u8>) -> Reply {
         status: 200,
         headers: vec![(http::header::CONTENT_TYPE, "application/json".into())],
         body: body.into(),
+        reason: None,
     }
     .with_header(http::header::PRAGMA, "no-cache")
     .with_cors()
@@ -166,13 +181,13 @@ pub async fn exchange_code(
         TakenCode::Fresh(r) => *r,
         TakenCode::Replayed { grant_id } => {
             let revoked = auth.store.revoke_grant(&grant_id).await?;
-            tracing::warn!(
-                target: "authgate::audit",
-                event = "code_replayed",
-                client_id = %client.client_id,
-                grant_id = %grant_id,
-                revoked_tokens = revoked.len(),
-            );
+            metrics().codes.with_label_values(&["replayed"]).inc();
+            audit::refused("code_replayed")
+                .client(&client.client_id)
+                .grant(&grant_id)
+                .reason("an authorization code was presented again: its grant is revoked")
+                .count(revoked.len())
+                .emit();
             return Err(OAuthError::invalid_grant(
                 "the code was already used; the tokens it issued are revoked",
             ));
@@ -217,14 +232,18 @@ pub async fn exchange_code(
     };
     let body = token_body(config, &access, refresh.as_deref(), &grant.terms.scopes);
     auth.store.issue(grant.clone(), tokens).await?;
-    tracing::info!(
-        target: "authgate::audit",
-        event = "tokens_issued",
-        grant_id = %grant.grant_id,
-        client_id = %grant.terms.client_id,
-        user = %grant.terms.identity.user_id(),
-        upstream = %grant.terms.upstream,
-    );
+    metrics().codes.with_label_values(&["redeemed"]).inc();
+    metrics()
+        .tokens_issued
+        .with_label_values(&["authorization_code"])
+        .inc();
+    audit::success("token_issued")
+        .identity(&grant.terms.identity)
+        .client(&grant.terms.client_id)
+        .upstream(&grant.terms.upstream)
+        .grant(&grant.grant_id)
+        .reason("authorization_code")
+        .emit();
     Ok(body)
 }
 
@@ -265,6 +284,25 @@ pub async fn refresh(
                 "the refresh token was issued to another client",
             ));
         }
+        let identity = &grant.terms.identity;
+        if auth.store.is_blocked(identity) {
+            audit::refused("refresh")
+                .identity(identity)
+                .client(&client.client_id)
+                .reason("the account is blocked")
+                .emit();
+            return Err(OAuthError::invalid_grant("the account is blocked"));
+        }
+        if config.provider(&identity.provider).is_none() {
+            audit::refused("refresh")
+                .identity(identity)
+                .client(&client.client_id)
+                .reason("its sign-in provider was removed from the config")
+                .emit();
+            return Err(OAuthError::invalid_grant(
+                "the sign-in provider of this grant is gone; authorize again",
+            ));
+        }
         if let Some(s) = scope {
             let asked = ScopeSet::parse(s)
                 .map_err(|e| OAuthError::invalid_scope(format!("scope {e}")))?
@@ -301,7 +339,17 @@ pub async fn refresh(
         .await?
     {
         Rotation::Rotated(grant) => {
-            tracing::info!(target: "authgate::audit", event = "refreshed", grant_id = %grant.grant_id, client_id = %grant.terms.client_id);
+            metrics().refreshes.with_label_values(&["rotated"]).inc();
+            metrics()
+                .tokens_issued
+                .with_label_values(&["refresh_token"])
+                .inc();
+            audit::success("token_refreshed")
+                .identity(&grant.terms.identity)
+                .client(&grant.terms.client_id)
+                .upstream(&grant.terms.upstream)
+                .grant(&grant.grant_id)
+                .emit();
             Ok(body.unwrap_or_else(|| {
                 token_body(config, &access, refresh.as_deref(), &grant.terms.scopes)
             }))
@@ -310,24 +358,37 @@ pub async fn refresh(
             let body = grace_sealer(presented.expose())
                 .open(GRACE, &sealed)
                 .ok_or_else(|| OAuthError::invalid_grant("the refresh token is invalid"))?;
-            tracing::info!(target: "authgate::audit", event = "refresh_retried", client_id = %client.client_id);
+            metrics()
+                .refreshes
+                .with_label_values(&["grace_replay"])
+                .inc();
+            audit::success("refresh_retried")
+                .client(&client.client_id)
+                .reason("the previous refresh token again, within refresh_grace: the same answer")
+                .emit();
             Ok(body)
         }
         Rotation::Reused { grant_id, revoked } => {
-            tracing::warn!(
-                target: "authgate::audit",
-                event = "refresh_reuse",
-                grant_id = %grant_id,
-                client_id = %client.client_id,
-                revoked_tokens = revoked.len(),
-            );
+            metrics()
+                .refreshes
+                .with_label_values(&["reuse_detected"])
+                .inc();
+            audit::refused("refresh_reuse")
+                .client(&client.client_id)
+                .grant(&grant_id)
+                .reason("a rotated refresh token was presented again: the grant is revoked")
+                .count(revoked.len())
+                .emit();
             Err(OAuthError::invalid_grant(
                 "the refresh token was already used; the grant is revoked",
             ))
         }
-        Rotation::Invalid => Err(OAuthError::invalid_grant(
-            "the refresh token is invalid, expired or revoked",
-        )),
+        Rotation::Invalid => {
+            metrics().refreshes.with_label_values(&["refused"]).inc();
+            Err(OAuthError::invalid_grant(
+                "the refresh token is invalid, expired or revoked",
+            ))
+        }
     }
 }
 
@@ -364,19 +425,20 @@ async fn reverify_if_due(
             auth.store
                 .grant_verified(&grant.grant_id, now, sealed)
                 .await?;
-            tracing::info!(target: "authgate::audit", event = "reverified", grant_id = %grant.grant_id, user = %identity.user_id());
+            audit::success("reverified")
+                .identity(identity)
+                .grant(&grant.grant_id)
+                .emit();
             Ok(())
         }
         Err(crate::login::LoginError::Refused(why)) => {
             let revoked = auth.store.revoke_grant(&grant.grant_id).await?;
-            tracing::warn!(
-                target: "authgate::audit",
-                event = "reverify_refused",
-                grant_id = %grant.grant_id,
-                user = %identity.user_id(),
-                reason = %why,
-                revoked_tokens = revoked.len(),
-            );
+            audit::refused("reverify_refused")
+                .identity(identity)
+                .grant(&grant.grant_id)
+                .reason(&why)
+                .count(revoked.len())
+                .emit();
             Err(OAuthError::invalid_grant(
                 "the sign-in provider no longer confirms this user; authorize again",
             ))

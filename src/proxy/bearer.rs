@@ -8,6 +8,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 use crate::config::{Config, Upstream};
+use crate::metrics::metrics;
 use crate::oauth::metadata::protected_resource_url;
 use crate::store::{AccessRecord, Cached};
 use crate::vocab::{ErrorCode, ScopeSet, SecretHash};
@@ -20,8 +21,14 @@ pub enum Denied {
     Missing,
     /// Malformed `Authorization` (not Bearer, or several of them).
     Malformed,
-    /// Unknown, expired, revoked, or issued for another upstream.
+    /// Unknown, expired or revoked.
     Invalid,
+    /// Issued for another upstream.
+    WrongUpstream,
+    /// Its person is blocked (admin API).
+    Blocked,
+    /// Its person signed in at a provider the config no longer has.
+    ProviderRemoved,
     /// Valid here but without every scope the route needs; the scopes it holds.
     InsufficientScope(ScopeSet),
 }
@@ -33,6 +40,9 @@ impl Denied {
             Denied::Missing => "missing",
             Denied::Malformed => "malformed",
             Denied::Invalid => "invalid",
+            Denied::WrongUpstream => "wrong_upstream",
+            Denied::Blocked => "blocked",
+            Denied::ProviderRemoved => "provider_removed",
             Denied::InsufficientScope(_) => "scope",
         }
     }
@@ -48,14 +58,43 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, Denied> {
     }
 }
 
+/// A token that passed: its record, and whether this was its first use in this process.
+pub struct Checked {
+    pub record: Arc<AccessRecord>,
+    pub first_use: bool,
+}
+
+/// Checks the request's bearer token for `upstream`, counting the decision and its time.
 pub async fn authenticate(
     store: &Cached,
+    config: &Config,
     headers: &HeaderMap,
     upstream: &Upstream,
     now: u64,
-) -> Result<Arc<AccessRecord>, Denied> {
+) -> Result<Checked, Denied> {
+    let started = std::time::Instant::now();
+    let decision = check(store, config, headers, upstream, now).await;
+    let m = metrics();
+    m.token_validation.observe(started.elapsed().as_secs_f64());
+    let (result, reason) = match &decision {
+        Ok(_) => ("allowed", "ok"),
+        Err(d) => ("denied", d.reason()),
+    };
+    m.auth_decisions
+        .with_label_values(&[upstream.name.as_str(), result, reason])
+        .inc();
+    decision
+}
+
+async fn check(
+    store: &Cached,
+    config: &Config,
+    headers: &HeaderMap,
+    upstream: &Upstream,
+    now: u64,
+) -> Result<Checked, Denied> {
     let token = SecretHash::of(bearer(headers)?);
-    let record = match store.authenticate(token, now).await {
+    let (record, first_use) = match store.lookup(token, now).await {
         Ok(Some(r)) => r,
         Ok(None) => return Err(Denied::Invalid),
         Err(e) => {
@@ -64,12 +103,20 @@ pub async fn authenticate(
         }
     };
     if record.upstream != upstream.name {
-        return Err(Denied::Invalid);
+        return Err(Denied::WrongUpstream);
+    }
+    if store.is_blocked(&record.identity) {
+        return Err(Denied::Blocked);
+    }
+    // A provider removed from the config ends its people's access at once (a reload that
+    // drops a compromised identity provider must not leave its tokens working).
+    if config.provider(&record.identity.provider).is_none() {
+        return Err(Denied::ProviderRemoved);
     }
     if !upstream.scopes.is_subset(&record.scopes) {
         return Err(Denied::InsufficientScope(record.scopes.clone()));
     }
-    Ok(record)
+    Ok(Checked { record, first_use })
 }
 
 /// 401 (or 403 for scope) with `WWW-Authenticate: Bearer resource_metadata=…, scope=…`. The
@@ -83,10 +130,11 @@ pub fn challenge(config: &Config, upstream: &Upstream, denied: &Denied) -> Reply
             ErrorCode::InvalidRequest,
             "send the token as Authorization: Bearer <token>",
         ),
-        Denied::Invalid => (
+        Denied::Invalid | Denied::WrongUpstream | Denied::ProviderRemoved => (
             ErrorCode::InvalidToken,
             "the access token is invalid, expired or not for this server",
         ),
+        Denied::Blocked => (ErrorCode::InvalidToken, "this account is blocked"),
         Denied::InsufficientScope(_) => (
             ErrorCode::InsufficientScope,
             "the access token lacks a scope this server needs",

@@ -10,7 +10,7 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::local::{answer, answer_and_close};
-use super::{mcp, RequestCtx};
+use super::{mcp, observe, RequestCtx};
 use crate::vocab::ErrorCode;
 use crate::web::Reply;
 
@@ -76,6 +76,9 @@ pub async fn preread(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
                 }
             }
         }
+    }
+    if session.req_header().method == http::Method::POST {
+        ctx.calls = observe::calls(&body);
     }
     if !mirrored {
         return Ok(false);
@@ -152,6 +155,7 @@ pub fn filter(
         return Ok(());
     }
     let all = ctx.hold.take().unwrap_or_default().freeze();
+    ctx.calls = observe::calls(&all);
     match mcp::check(&session.req_header().headers, &all) {
         Ok(call) => {
             ctx.mcp = Some(call);

@@ -55,6 +55,7 @@ pub fn preflight(origin: Option<&str>) -> Reply {
             (VARY, "Origin".into()),
         ],
         body: bytes::Bytes::new(),
+        reason: None,
     }
 }
 

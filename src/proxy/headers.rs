@@ -222,6 +222,36 @@ pub fn for_upstream(
     Ok(())
 }
 
+/// The client's address: the peer's, or, when the peer is one of `server.trusted_proxies`,
+/// the last address in `X-Forwarded-For` that is not a trusted proxy (each proxy appends the
+/// address it got the request from, so everything left of the first untrusted one could be
+/// forged by the client).
+pub fn client_ip(
+    peer: Option<std::net::IpAddr>,
+    headers: &http::HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> Option<std::net::IpAddr> {
+    let peer = peer?;
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if trusted.is_empty() || !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    forwarded
+        .iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .or(forwarded.first())
+        .copied()
+        .or(Some(peer))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,5 +398,29 @@ mod tests {
         for good in ["/mcp", "/mcp/", "/mcp/a.b", "/mcp/...x"] {
             assert!(!is_ambiguous_path(good), "{good}");
         }
+    }
+
+    #[test]
+    fn the_client_address_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 203.0.113.9, 10.0.0.2".parse().unwrap(),
+        );
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        // Behind a trusted proxy: the last untrusted hop (the first could be forged).
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &trusted), ip("203.0.113.9"));
+        // From anyone else, or with no proxies configured: the peer.
+        assert_eq!(
+            client_ip(ip("198.51.100.4"), &h, &trusted),
+            ip("198.51.100.4")
+        );
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &[]), ip("10.0.0.1"));
+        // A trusted peer without the header is the client.
+        assert_eq!(
+            client_ip(ip("10.0.0.1"), &http::HeaderMap::new(), &trusted),
+            ip("10.0.0.1")
+        );
     }
 }

@@ -13,16 +13,17 @@ use crate::web::{Reply, Request};
 /// A request for a gateway endpoint, body included (at most [`MAX_BODY`], arriving within
 /// `timeout`: these bodies are small, and a stalled one must not hold the connection for
 /// Pingora's minute). An `Err` is answered with the connection closed.
-pub async fn read_request(session: &mut Session, timeout: Duration) -> Result<Request, Reply> {
+pub async fn read_request(
+    session: &mut Session,
+    client_ip: Option<std::net::IpAddr>,
+    timeout: Duration,
+) -> Result<Request, Reply> {
     let req = session.req_header();
     let mut request = Request::new(req.method.clone(), "/");
     request.path = req.uri.path().to_string();
     request.query = req.uri.query().map(str::to_string);
     request.headers = req.headers.clone();
-    request.client_ip = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip());
+    request.client_ip = client_ip;
     if matches!(request.method, http::Method::POST | http::Method::PUT) {
         request.body = tokio::time::timeout(timeout, read_body(session))
             .await

@@ -19,16 +19,16 @@
 
 pub mod bearer;
 mod body;
+mod context;
 pub mod cors;
 pub mod headers;
 pub mod limits;
 pub mod local;
 pub mod mcp;
+pub mod observe;
 pub mod router;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -38,11 +38,14 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::{Config, UpstreamAuth};
+use crate::diagnose::Step;
+use crate::metrics::metrics;
 use crate::oauth::Authority;
-use crate::store::{AccessRecord, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::vocab::paths::Endpoint;
 use crate::vocab::{unix_now, ErrorCode};
 use crate::web::Reply;
+pub use context::{RequestCtx, Requests};
 use local::{answer, answer_and_close, read_request};
 use router::{Route, Router};
 
@@ -65,107 +68,6 @@ pub struct Gateway {
     pub authority: Arc<Authority>,
     /// Requests being served, and those cut by a shutdown, for the drain on SIGTERM.
     pub requests: Arc<Requests>,
-}
-
-#[derive(Debug, Default)]
-pub struct Requests {
-    pub in_flight: AtomicUsize,
-    pub cut: AtomicUsize,
-}
-
-/// Counts a request as in flight for as long as its context lives.
-struct InFlight(Arc<Requests>);
-
-impl InFlight {
-    fn new(requests: &Arc<Requests>) -> Self {
-        requests.in_flight.fetch_add(1, Ordering::Relaxed);
-        Self(requests.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// What one request carries between phases.
-pub struct RequestCtx {
-    started: Instant,
-    in_flight: InFlight,
-    /// The method and path, kept for the access line of a request cut by shutdown (which
-    /// never reaches `logging`).
-    method: http::Method,
-    path: String,
-    /// The response status once one is written upstream-side.
-    status: u16,
-    logged: bool,
-    snapshot: Option<Arc<Snapshot>>,
-    route: Option<Arc<Route>>,
-    /// Request path below the route prefix.
-    rest: String,
-    /// Who answered, for the access log: an upstream name or a gateway endpoint.
-    handler: &'static str,
-    /// The bearer token's record, for an authenticated request.
-    access: Option<Arc<AccessRecord>>,
-    /// The browser Origin, once allowed; proxied responses get CORS headers for it.
-    origin: Option<String>,
-    /// What the request calls, from validated `Mcp-Method`/`Mcp-Name` headers.
-    mcp: Option<mcp::McpCall>,
-    /// A body too large to pre-read, held back until it is complete and checked.
-    hold: Option<bytes::BytesMut>,
-    /// The start of a long body read before the upstream was contacted, sent ahead of the rest.
-    prefix: Option<bytes::Bytes>,
-    /// What to answer when the body turned out refusable after the upstream was contacted
-    /// (too large, or not matching its mirrored headers).
-    refusal: Option<Reply>,
-    /// Request body bytes seen so far, against the route's `max_body_size`.
-    body_bytes: usize,
-    /// Why authgate refused the request itself, for the access log.
-    refused: Option<&'static str>,
-}
-
-impl RequestCtx {
-    /// The one access-log line of a request.
-    fn access_line(&self, method: &http::Method, path: &str, status: u16, error: Option<&str>) {
-        let route = self.route.as_ref();
-        tracing::info!(
-            target: "authgate::access",
-            method = %method,
-            path,
-            route = route.map_or("-", |r| r.upstream.path.as_str()),
-            upstream = route.map_or(self.handler, |r| r.upstream.name.as_str()),
-            client_id = self.access.as_ref().map(|a| a.client_id.as_str()),
-            mcp_method = self.mcp.as_ref().map(|m| m.method.as_str()),
-            mcp_name = self.mcp.as_ref().and_then(|m| m.name.as_deref()),
-            user = self.access.as_ref().map(|a| a.identity.user_id()),
-            status,
-            // Microsecond precision, printed short (3.856, not 3.8556939999999997).
-            duration_ms = self.started.elapsed().as_micros() as f64 / 1000.0,
-            reason = self.refused,
-            error,
-            "request"
-        );
-    }
-
-    /// The route's body cap (a request without a route has no body to forward).
-    fn max_body(&self) -> usize {
-        self.route
-            .as_ref()
-            .map_or(usize::MAX, |r| r.upstream.max_body_size)
-    }
-}
-
-/// A request whose task ends without reaching `logging` was cut: by the end of the drain on
-/// shutdown (its runtime stopped), never by a client leaving (that still reaches `logging`).
-impl Drop for RequestCtx {
-    fn drop(&mut self) {
-        if !self.logged && !self.path.is_empty() {
-            self.in_flight.0.cut.fetch_add(1, Ordering::Relaxed);
-            let (method, path) = (self.method.clone(), std::mem::take(&mut self.path));
-            self.access_line(&method, &path, self.status, Some("cut_by_shutdown"));
-        }
-    }
 }
 
 impl Gateway {
@@ -202,11 +104,16 @@ impl Gateway {
             }
             endpoint => {
                 ctx.handler = "oauth";
-                match read_request(session, config.auth.body_timeout).await {
+                match read_request(session, ctx.client_ip, config.auth.body_timeout).await {
                     Ok(request) => {
-                        self.authority
+                        let reply = self
+                            .authority
                             .handle(config, endpoint, &request, unix_now())
-                            .await
+                            .await;
+                        if reply.status >= 400 {
+                            ctx.refused = reply.reason;
+                        }
+                        reply
                     }
                     Err(reply) => {
                         ctx.refused = Some("unreadable_body");
@@ -249,12 +156,34 @@ impl Gateway {
         }
         let upstream = &route.upstream;
         if upstream.auth == UpstreamAuth::OAuth {
-            match bearer::authenticate(&self.authority.store, &req.headers, upstream, unix_now())
-                .await
+            let config = &snapshot.config;
+            match bearer::authenticate(
+                &self.authority.store,
+                config,
+                &req.headers,
+                upstream,
+                unix_now(),
+            )
+            .await
             {
-                Ok(record) => ctx.access = Some(record),
+                Ok(checked) => {
+                    if checked.first_use {
+                        let ip = ctx.client_ip;
+                        let client = Some(checked.record.client_id.as_str());
+                        self.authority
+                            .diagnostics
+                            .note(ip, client, Step::Call, Ok(()));
+                    }
+                    ctx.access = Some(checked.record);
+                }
                 Err(denied) => {
                     ctx.refused = Some(denied.reason());
+                    let (step, outcome) = match &denied {
+                        bearer::Denied::Missing => (Step::Challenge, Ok(())),
+                        d => (Step::Call, Err(format!("token refused: {}", d.reason()))),
+                    };
+                    let ip = ctx.client_ip;
+                    self.authority.diagnostics.note(ip, None, step, outcome);
                     let reply = bearer::challenge(&snapshot.config, upstream, &denied)
                         .with_origin(ctx.origin.as_deref());
                     return answer(session, reply).await;
@@ -270,26 +199,7 @@ impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx {
-            started: Instant::now(),
-            in_flight: InFlight::new(&self.requests),
-            method: http::Method::GET,
-            path: String::new(),
-            status: 0,
-            logged: false,
-            snapshot: None,
-            route: None,
-            rest: String::new(),
-            handler: "-",
-            access: None,
-            origin: None,
-            mcp: None,
-            hold: None,
-            prefix: None,
-            refusal: None,
-            body_bytes: 0,
-            refused: None,
-        }
+        RequestCtx::new(&self.requests)
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -308,6 +218,12 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         let path = req.uri.path().to_string();
         ctx.method = req.method.clone();
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        ctx.client_ip =
+            headers::client_ip(peer, &req.headers, &snapshot.config.server.trusted_proxies);
         if headers::is_ambiguous_path(&path) {
             ctx.refused = Some("ambiguous_path");
             let reply = Reply::error(
@@ -360,17 +276,14 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let (Some(route), Some(snapshot)) = (&ctx.route, &ctx.snapshot) else {
             return Error::e_explain(ErrorType::InternalError, "no route chosen");
         };
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string());
+        let client_ip = ctx.client_ip.map(|ip| ip.to_string());
         headers::for_upstream(
             upstream_request,
             &route.upstream,
@@ -398,10 +311,61 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.status = upstream_response.status.as_u16();
+        if !ctx.calls.is_empty() {
+            let content_type = upstream_response
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            ctx.scan = observe::ResponseScan::for_content_type(content_type);
+        }
         if let Some(origin) = &ctx.origin {
             cors::apply_to_response(upstream_response, origin)?;
         }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if !matches!(ctx.scan, observe::ResponseScan::Off) {
+            let chunk = body.as_deref().unwrap_or_default();
+            let errors = ctx.scan.feed(chunk, end_of_stream);
+            if let (Some(route), true) = (&ctx.route, errors > 0) {
+                metrics()
+                    .mcp_errors
+                    .with_label_values(&[route.upstream.name.as_str(), "upstream"])
+                    .inc_by(errors as u64);
+            }
+        }
+        Ok(None)
+    }
+
+    /// A reused upstream connection the upstream had already closed fails as the request is
+    /// written to it: nothing reached the upstream, so the request (even a POST) is sent again
+    /// on a new connection when its body is still buffered. Otherwise Pingora's rule: only
+    /// idempotent requests are retried.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        _ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let truncated = session.as_ref().retry_buffer_truncated();
+        if client_reused && e.etype() == &ErrorType::WriteError && !truncated {
+            e.set_retry(true);
+        } else if !session.req_header().method.is_idempotent() || truncated {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
     }
 
     async fn fail_to_proxy(
@@ -473,6 +437,7 @@ impl ProxyHttp for Gateway {
             status,
             e.map(|e| e.etype().as_str()),
         );
+        ctx.count(session, e);
     }
 
     /// A client that goes away mid-response (a closed tab, an MCP client cancelling a stream)

@@ -120,7 +120,7 @@ impl Route {
         peer.options.total_connection_timeout = Some(u.connect_timeout);
         peer.options.read_timeout = Some(u.idle_timeout);
         peer.options.write_timeout = Some(u.idle_timeout);
-        peer.options.idle_timeout = Some(std::time::Duration::from_secs(60));
+        peer.options.idle_timeout = Some(u.keepalive_timeout);
         self.resolved.store(Some(Arc::new(Resolved {
             peer,
             at: Instant::now(),

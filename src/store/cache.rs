@@ -2,7 +2,7 @@
 //! Every revocation goes through this decorator, so a revoked token leaves the cache in the
 //! same call that removes it from the store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -15,6 +15,8 @@ const MAX_ENTRIES: usize = 1 << 20;
 pub struct Cached {
     inner: Arc<dyn Store>,
     access: RwLock<HashMap<SecretHash, Arc<AccessRecord>>>,
+    /// People refused everywhere (`provider:subject`), kept in step with the store.
+    blocked: arc_swap::ArcSwap<HashSet<String>>,
 }
 
 impl Cached {
@@ -22,7 +24,22 @@ impl Cached {
         Self {
             inner,
             access: RwLock::new(HashMap::new()),
+            blocked: Default::default(),
         }
+    }
+
+    /// Loads the blocked people from the store (at start).
+    pub async fn load_blocked(&self) -> Result<(), StoreError> {
+        let list = self.inner.blocked().await?;
+        self.blocked
+            .store(Arc::new(list.into_iter().map(|(id, _)| id).collect()));
+        Ok(())
+    }
+
+    /// Whether `identity` is blocked: one atomic load while nobody is.
+    pub fn is_blocked(&self, identity: &Identity) -> bool {
+        let blocked = self.blocked.load();
+        !blocked.is_empty() && blocked.contains(&identity.user_id())
     }
 
     /// The cached record for a token, without touching the store: the hot path's hit.
@@ -37,9 +54,22 @@ impl Cached {
         token: SecretHash,
         now: u64,
     ) -> Result<Option<Arc<AccessRecord>>, StoreError> {
+        Ok(self.lookup(token, now).await?.map(|(rec, _)| rec))
+    }
+
+    /// [`Self::authenticate`], also saying whether the record came from the store (the
+    /// token's first use in this process).
+    pub async fn lookup(
+        &self,
+        token: SecretHash,
+        now: u64,
+    ) -> Result<Option<(Arc<AccessRecord>, bool)>, StoreError> {
+        let lookups = &crate::metrics::metrics().token_cache;
         if let Some(rec) = self.cached(&token, now) {
-            return Ok(Some(rec));
+            lookups.with_label_values(&["hit"]).inc();
+            return Ok(Some((rec, false)));
         }
+        lookups.with_label_values(&["miss"]).inc();
         let Some(rec) = self.inner.find_access(token, now).await? else {
             return Ok(None);
         };
@@ -49,7 +79,7 @@ impl Cached {
             map.clear();
         }
         map.insert(token, rec.clone());
-        Ok(Some(rec))
+        Ok(Some((rec, true)))
     }
 
     fn evict(&self, hashes: &[SecretHash]) {
@@ -154,5 +184,47 @@ impl Store for Cached {
     }
     fn close(&self) {
         self.inner.close()
+    }
+
+    async fn record_login(&self, identity: &Identity, at: u64) -> Result<(), StoreError> {
+        self.inner.record_login(identity, at).await
+    }
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.inner.list_users().await
+    }
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        self.inner.list_clients().await
+    }
+    async fn delete_client(
+        &self,
+        client_id: &ClientId,
+    ) -> Result<Option<Vec<SecretHash>>, StoreError> {
+        let removed = self.inner.delete_client(client_id).await?;
+        if let Some(r) = &removed {
+            self.evict(r);
+        }
+        Ok(removed)
+    }
+    async fn list_grants(&self) -> Result<Vec<GrantRecord>, StoreError> {
+        self.inner.list_grants().await
+    }
+    async fn set_blocked(&self, user_id: &str, since: Option<u64>) -> Result<(), StoreError> {
+        self.inner.set_blocked(user_id, since).await?;
+        let mut next: HashSet<String> = (**self.blocked.load()).clone();
+        match since {
+            Some(_) => next.insert(user_id.to_string()),
+            None => next.remove(user_id),
+        };
+        self.blocked.store(Arc::new(next));
+        Ok(())
+    }
+    async fn blocked(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.inner.blocked().await
+    }
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.inner.stats().await
+    }
+    async fn backup(&self, to: &std::path::Path) -> Result<StoreStats, StoreError> {
+        self.inner.backup(to).await
     }
 }

@@ -5,9 +5,11 @@
 mod cache;
 mod records;
 mod redb;
+mod redb_admin;
 mod redb_file;
 mod redb_schema;
 mod redb_sweep;
+mod redb_tokens;
 mod sweep;
 
 use async_trait::async_trait;
@@ -15,9 +17,11 @@ use async_trait::async_trait;
 pub use self::cache::Cached;
 pub use self::records::*;
 pub use self::redb::RedbStore;
+pub use self::redb_admin::{restore, schema_version};
 pub use self::redb_file::Opener;
+pub use self::redb_schema::{pending as pending_migrations, Migration, MIGRATIONS, SCHEMA_VERSION};
 pub use self::sweep::Sweeper;
-use crate::vocab::{ClientId, GrantId, SecretHash};
+use crate::vocab::{ClientId, GrantId, Identity, SecretHash};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -114,6 +118,27 @@ pub trait Store: Send + Sync + 'static {
     /// Closes the store cleanly before the process exits (a redb file then opens without
     /// a repair); later operations fail. Blocking, briefly.
     fn close(&self) {}
+
+    // Administration (the admin API; never on the request path).
+
+    /// Notes a sign-in of `identity` at `at` (the admin API's list of people).
+    async fn record_login(&self, identity: &Identity, at: u64) -> Result<(), StoreError>;
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError>;
+    /// Deletes a dynamically registered client and revokes its grants; returns the access
+    /// tokens removed (`None` when there was no such client).
+    async fn delete_client(
+        &self,
+        client_id: &ClientId,
+    ) -> Result<Option<Vec<SecretHash>>, StoreError>;
+    async fn list_grants(&self) -> Result<Vec<GrantRecord>, StoreError>;
+    /// Blocks (`Some(since)`) or unblocks (`None`) a person by `provider:subject`.
+    async fn set_blocked(&self, user_id: &str, since: Option<u64>) -> Result<(), StoreError>;
+    /// The blocked people and since when.
+    async fn blocked(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// Writes a consistent copy of the whole store to a new file at `to`.
+    async fn backup(&self, to: &std::path::Path) -> Result<StoreStats, StoreError>;
 }
 
 /// What one sweep removed.

@@ -169,3 +169,30 @@ pub struct ConsentRecord {
     pub upstreams: Vec<UpstreamName>,
     pub given_at: u64,
 }
+
+/// A person who signed in at least once (for the admin API), keyed by `provider:subject`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub user_id: String,
+    pub provider: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub first_seen: u64,
+    pub last_login: u64,
+    pub logins: u64,
+}
+
+/// Record counts, for `authgate admin stats` and the store gauges.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStats {
+    pub clients: u64,
+    pub grants: u64,
+    pub access_tokens: u64,
+    pub refresh_tokens: u64,
+    pub codes: u64,
+    pub consents: u64,
+    pub users: u64,
+    pub blocked_users: u64,
+    /// Size of the store file, where there is one.
+    pub file_bytes: Option<u64>,
+}

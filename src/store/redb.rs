@@ -10,8 +10,10 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::redb_admin as admin;
 use super::redb_file::DbFile;
 pub(super) use super::redb_schema::*;
+pub(super) use super::redb_tokens::*;
 use super::*;
 
 pub struct RedbStore {
@@ -58,9 +60,20 @@ impl RedbStore {
         Self::open_with(data_dir, super::redb_file::file_opener())
     }
 
+    /// Opens beside a running authgate (a binary upgrade): the same file, shared, and never
+    /// migrated under it.
+    pub fn open_shared(data_dir: &Path) -> Result<Self, StoreError> {
+        let file = DbFile::open(data_dir, super::redb_file::file_opener(), |db, path| {
+            init_schema(db, path, false)
+        })?;
+        Ok(Self {
+            file: Arc::new(file),
+        })
+    }
+
     /// Opens through `opener` (tests use a storage backend that fails on demand).
     pub fn open_with(data_dir: &Path, opener: super::Opener) -> Result<Self, StoreError> {
-        let file = DbFile::open(data_dir, opener, init_schema)?;
+        let file = DbFile::open(data_dir, opener, |db, path| init_schema(db, path, true))?;
         Ok(Self {
             file: Arc::new(file),
         })
@@ -114,60 +127,18 @@ impl RedbStore {
     ) -> Result<T, StoreError> {
         let file = self.file.clone();
         tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let result = file.database().and_then(|db| f(&db));
+            if wrote {
+                crate::metrics::metrics()
+                    .store_writes
+                    .observe(started.elapsed().as_secs_f64());
+            }
             file.observe(&result, wrote);
             result
         })
         .await?
     }
-}
-
-/// Deletes a grant and all its tokens inside `txn`; returns the access-token hashes removed.
-pub(super) fn revoke_grant_in(
-    txn: &WriteTransaction,
-    grant_id: &str,
-) -> Result<Vec<SecretHash>, StoreError> {
-    let mut grants = txn.open_table(GRANTS)?;
-    let mut access = txn.open_table(ACCESS)?;
-    let mut refresh = txn.open_table(REFRESH)?;
-    let mut links = txn.open_multimap_table(GRANT_TOKENS)?;
-    grants.remove(grant_id)?;
-    let mut removed = Vec::new();
-    let hashes: Vec<[u8; 32]> = links
-        .remove_all(grant_id)?
-        .map(|h| h.map(|h| *h.value()).map_err(StoreError::from))
-        .collect::<Result<_, _>>()?;
-    for h in hashes {
-        if access.remove(&h)?.is_some() {
-            removed.push(SecretHash(h));
-        }
-        refresh.remove(&h)?;
-    }
-    Ok(removed)
-}
-
-fn insert_tokens(
-    txn: &WriteTransaction,
-    grant: &GrantRecord,
-    t: &NewTokens,
-) -> Result<(), StoreError> {
-    let mut access = txn.open_table(ACCESS)?;
-    let mut refresh = txn.open_table(REFRESH)?;
-    let mut links = txn.open_multimap_table(GRANT_TOKENS)?;
-    let a = AccessRecord::of(grant, t.access_expires_at);
-    access.insert(&t.access.0, enc(&a).as_slice())?;
-    links.insert(grant.grant_id.as_str(), &t.access.0)?;
-    if let Some(hash) = &t.refresh {
-        let r = RefreshRecord {
-            grant_id: grant.grant_id.clone(),
-            expires_at: t.refresh_expires_at,
-            rotated_at: None,
-            successor: None,
-        };
-        refresh.insert(&hash.0, enc(&r).as_slice())?;
-        links.insert(grant.grant_id.as_str(), &hash.0)?;
-    }
-    Ok(())
 }
 
 #[async_trait]
@@ -277,61 +248,8 @@ impl Store for RedbStore {
         now: u64,
     ) -> Result<Rotation, StoreError> {
         let client_id = client_id.clone();
-        self.write(move |txn| {
-            let record: RefreshRecord = {
-                let refresh = txn.open_table(REFRESH)?;
-                let Some(raw) = refresh.get(&old.0)? else {
-                    return Ok(Rotation::Invalid);
-                };
-                dec(raw.value())?
-            };
-            let grant: Option<GrantRecord> = {
-                let grants = txn.open_table(GRANTS)?;
-                let found = grants.get(record.grant_id.as_str())?;
-                match found {
-                    Some(raw) => Some(dec(raw.value())?),
-                    None => None,
-                }
-            };
-            if record.rotated_at.is_some() {
-                if let (Some(successor), Some(grant)) = (&record.successor, &grant) {
-                    if successor.until >= now {
-                        if grant.terms.client_id != client_id {
-                            return Ok(Rotation::Invalid);
-                        }
-                        return Ok(Rotation::Retried {
-                            sealed: successor.sealed.clone(),
-                        });
-                    }
-                }
-                let revoked = revoke_grant_in(txn, record.grant_id.as_str())?;
-                return Ok(Rotation::Reused {
-                    grant_id: record.grant_id,
-                    revoked,
-                });
-            }
-            if record.expires_at <= now {
-                return Ok(Rotation::Invalid);
-            }
-            let Some(grant) = grant else {
-                return Ok(Rotation::Invalid);
-            };
-            if grant.terms.client_id != client_id {
-                return Ok(Rotation::Invalid);
-            }
-            {
-                let mut refresh = txn.open_table(REFRESH)?;
-                let rotated = RefreshRecord {
-                    rotated_at: Some(now),
-                    successor: tokens.successor.clone(),
-                    ..record
-                };
-                refresh.insert(&old.0, enc(&rotated).as_slice())?;
-            }
-            insert_tokens(txn, &grant, &tokens)?;
-            Ok(Rotation::Rotated(Box::new(grant)))
-        })
-        .await
+        self.write(move |txn| rotate_in(txn, old, &client_id, tokens, now))
+            .await
     }
 
     async fn find_access(
@@ -458,6 +376,48 @@ impl Store for RedbStore {
 
     fn close(&self) {
         self.file.close()
+    }
+
+    async fn record_login(&self, identity: &Identity, at: u64) -> Result<(), StoreError> {
+        let identity = identity.clone();
+        self.write(move |txn| admin::record_login(txn, &identity, at))
+            .await
+    }
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.blocking(|db| admin::all(db, USERS)).await
+    }
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        self.blocking(|db| admin::all(db, CLIENTS)).await
+    }
+    async fn delete_client(
+        &self,
+        client_id: &ClientId,
+    ) -> Result<Option<Vec<SecretHash>>, StoreError> {
+        let id = client_id.clone();
+        self.write(move |txn| admin::delete_client(txn, &id)).await
+    }
+    async fn list_grants(&self) -> Result<Vec<GrantRecord>, StoreError> {
+        self.blocking(|db| admin::all(db, GRANTS)).await
+    }
+    async fn set_blocked(&self, user_id: &str, since: Option<u64>) -> Result<(), StoreError> {
+        let id = user_id.to_string();
+        self.write(move |txn| admin::set_blocked(txn, &id, since))
+            .await
+    }
+    async fn blocked(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.blocking(admin::blocked).await
+    }
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let path = self.path().to_path_buf();
+        self.blocking(move |db| admin::stats(db, &path)).await
+    }
+    async fn backup(&self, to: &Path) -> Result<StoreStats, StoreError> {
+        let to = to.to_path_buf();
+        self.blocking(move |db| {
+            admin::backup(db, &to)?;
+            admin::stats(db, &to)
+        })
+        .await
     }
 
     async fn put_consent(&self, key: &str, record: ConsentRecord) -> Result<(), StoreError> {

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use ::redb::backends::FileBackend;
 use ::redb::{
-    Builder, CommitError, Database, DatabaseError, StorageError, TableError, TransactionError,
+    Builder, CommitError, ConcurrencyMode, Database, DatabaseError, StorageError, TableError,
+    TransactionError,
 };
 
 use super::StoreError;
@@ -53,7 +54,7 @@ impl DbFile {
     pub fn open(
         data_dir: &Path,
         opener: Opener,
-        init: impl FnOnce(&Database) -> Result<(), StoreError>,
+        init: impl FnOnce(&Database, &Path) -> Result<(), StoreError>,
     ) -> Result<Self, StoreError> {
         let path = data_dir.join("authgate.redb");
         let failed = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
@@ -77,7 +78,7 @@ impl DbFile {
             }
         }
         let db = open_file(&path, &opener).map_err(|e| failed(e.into()))?;
-        init(&db)?;
+        init(&db, &path)?;
         Ok(Self {
             path,
             opener,
@@ -184,6 +185,7 @@ impl DbFile {
     pub fn observe<T>(&self, result: &Result<T, StoreError>, wrote: bool) {
         match result {
             Err(e) if is_io(e) => {
+                crate::metrics::metrics().store_failures.inc();
                 let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
                 if health.failure.is_none() {
                     tracing::error!(path = %self.path.display(), error = %e, "store I/O error: writes fail until the database is reopened");
@@ -243,6 +245,9 @@ fn open_file(path: &Path, opener: &Opener) -> Result<Database, String> {
     let flag = repaired.clone();
     builder
         .set_check_integrity_on_open(true)
+        // Two authgate processes share the file during a binary upgrade (the server's
+        // instance lock keeps a second one out otherwise).
+        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
         // redb caches up to 1 GiB by default; pages beyond this come from the OS page cache.
         .set_cache_size(64 << 20)
         .set_repair_callback(move |_| flag.store(true, Ordering::Relaxed));

@@ -1,12 +1,22 @@
-//! The redb schema: its version and tables. Keys of secret-bearing tables are sha256
-//! hashes; values are the records of `records.rs`.
+//! The redb schema: its version, tables and migrations. Keys of secret-bearing tables are
+//! sha256 hashes; values are the records of `records.rs`.
+//!
+//! A store written by an older authgate is migrated when it opens: the file is first copied
+//! beside itself (`authgate.redb.v<N>-backup-<time>`), then every step from its version to
+//! [`SCHEMA_VERSION`] runs in one write transaction, so a failed migration changes nothing.
+//! Each step is described in `migrations/<version>.md`.
 
-use ::redb::{Database, MultimapTableDefinition, ReadableTable, TableDefinition};
+use std::path::{Path, PathBuf};
 
-use super::StoreError;
+use ::redb::{
+    Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
+
+use super::{GrantRecord, StoreError, UserRecord};
 
 /// The schema this build writes. Bump it, with a migration, whenever a table changes shape.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 pub(super) const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 pub(super) const CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("clients");
@@ -24,26 +34,119 @@ pub(super) const GRANT_TOKENS: MultimapTableDefinition<&str, &[u8; 32]> =
 pub(super) const CONSENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("consents");
 /// Single-use claims (hash of the claimed key) → when the claim may be forgotten.
 pub(super) const CLAIMS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("claims");
+/// `provider:subject` → [`UserRecord`] (since version 2).
+pub(super) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// `provider:subject` → when the person was blocked (since version 2).
+pub(super) const BLOCKED: TableDefinition<&str, u64> = TableDefinition::new("blocked_users");
 
-/// Checks the schema version (writing it into a new store) and creates every table up front,
-/// so read transactions never meet a missing one.
-pub(super) fn init_schema(db: &Database) -> Result<(), StoreError> {
+/// One step from `from` to `from + 1`.
+pub struct Migration {
+    pub from: u32,
+    /// What changes and why (the long form is `migrations/<from + 1>.md`).
+    pub description: &'static str,
+    apply: fn(&WriteTransaction) -> Result<(), StoreError>,
+}
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    from: 1,
+    description: "adds the `users` table (people seen, for the admin API), filled from the \
+                  identities of existing grants, and the `blocked_users` table",
+    apply: v1_to_v2,
+}];
+
+fn v1_to_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let grants = txn.open_table(GRANTS)?;
+    let mut users = txn.open_table(USERS)?;
+    txn.open_table(BLOCKED)?;
+    let mut seen: std::collections::BTreeMap<String, UserRecord> = Default::default();
+    for entry in grants.iter()? {
+        let (_, raw) = entry?;
+        let g: GrantRecord = super::redb::dec(raw.value())?;
+        let id = &g.terms.identity;
+        let rec = seen.entry(id.user_id()).or_insert_with(|| UserRecord {
+            user_id: id.user_id(),
+            provider: id.provider.clone(),
+            email: id.email.clone(),
+            name: id.name.clone(),
+            first_seen: g.created_at,
+            last_login: g.created_at,
+            logins: 0,
+        });
+        rec.first_seen = rec.first_seen.min(g.created_at);
+        rec.last_login = rec.last_login.max(g.verified_at.max(g.created_at));
+        rec.logins += 1;
+    }
+    for (id, rec) in seen {
+        users.insert(id.as_str(), super::redb::enc(&rec).as_slice())?;
+    }
+    Ok(())
+}
+
+/// The store's schema version (`None` for a new, empty file).
+pub fn version_of(db: &impl ReadableDatabase) -> Result<Option<u32>, StoreError> {
+    let txn = db.begin_read()?;
+    let meta = match txn.open_table(META) {
+        Ok(t) => t,
+        Err(::redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(meta.get("schema_version")?.map(|v| v.value()))
+}
+
+/// The steps that would bring a store at `version` to [`SCHEMA_VERSION`].
+pub fn pending(version: u32) -> Vec<&'static Migration> {
+    MIGRATIONS.iter().filter(|m| m.from >= version).collect()
+}
+
+/// Checks the schema version (writing it into a new store), migrates an older store after
+/// copying its file (at `path`), and creates every table up front so read transactions never
+/// meet a missing one.
+/// With `migrate` false (a binary upgrade, the old process still running on the store), a
+/// store that needs a migration is refused instead.
+pub(super) fn init_schema(db: &Database, path: &Path, migrate: bool) -> Result<(), StoreError> {
+    let found = version_of(db)?;
+    if let Some(v) = found {
+        if v > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found: v,
+                supported: SCHEMA_VERSION,
+            });
+        }
+    }
+    let steps = found.map(pending).unwrap_or_default();
+    if !migrate && !steps.is_empty() {
+        return Err(StoreError::Open {
+            path: path.to_path_buf(),
+            source: format!(
+                "this authgate changes the store's schema (version {} to {SCHEMA_VERSION}), which \
+                 cannot happen under a running authgate: stop it and start this one instead of \
+                 upgrading in place",
+                found.unwrap_or_default()
+            )
+            .into(),
+        });
+    }
+    if let (Some(v), false) = (found, steps.is_empty()) {
+        let backup = backup_path(path, v);
+        std::fs::copy(path, &backup).map_err(|e| StoreError::Open {
+            path: backup.clone(),
+            source: Box::new(e),
+        })?;
+        tracing::warn!(from = v, to = SCHEMA_VERSION, backup = %backup.display(), "migrating the store; the file before is kept as the backup");
+    }
     let txn = db.begin_write()?;
     {
-        let mut meta = txn.open_table(META)?;
-        let found = meta.get("schema_version")?.map(|v| v.value());
-        match found {
-            Some(v) if v > SCHEMA_VERSION => {
-                return Err(StoreError::SchemaTooNew {
-                    found: v,
-                    supported: SCHEMA_VERSION,
-                })
-            }
-            Some(_) => {}
-            None => {
-                meta.insert("schema_version", SCHEMA_VERSION)?;
-            }
+        for step in &steps {
+            tracing::info!(
+                from = step.from,
+                to = step.from + 1,
+                "store migration: {}",
+                step.description
+            );
+            (step.apply)(&txn)?;
         }
+        txn.open_table(META)?
+            .insert("schema_version", SCHEMA_VERSION)?;
         txn.open_table(CLIENTS)?;
         txn.open_table(CODES)?;
         txn.open_table(USED_CODES)?;
@@ -53,6 +156,19 @@ pub(super) fn init_schema(db: &Database) -> Result<(), StoreError> {
         txn.open_multimap_table(GRANT_TOKENS)?;
         txn.open_table(CONSENTS)?;
         txn.open_table(CLAIMS)?;
+        txn.open_table(USERS)?;
+        txn.open_table(BLOCKED)?;
     }
     Ok(txn.commit()?)
+}
+
+fn backup_path(path: &Path, version: u32) -> PathBuf {
+    let name = format!(
+        "{}.v{version}-backup-{}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("authgate.redb"),
+        crate::vocab::unix_now()
+    );
+    path.with_file_name(name)
 }

@@ -27,8 +27,27 @@ impl BackgroundService for Sweeper {
                 _ = tick.tick() => {
                     let now = crate::vocab::unix_now();
                     let cutoff = now.saturating_sub((self.unused_registration_ttl)().as_secs());
+                    let m = crate::metrics::metrics();
+                    m.sweeps.inc();
                     match self.store.sweep(now, cutoff).await {
-                        Ok(s) => tracing::debug!(?s, "store swept"),
+                        Ok(s) => {
+                            tracing::debug!(?s, "store swept");
+                            for (kind, n) in [
+                                ("codes", s.codes),
+                                ("access_tokens", s.access_tokens),
+                                ("refresh_tokens", s.refresh_tokens),
+                                ("grants", s.grants),
+                                ("clients", s.clients),
+                            ] {
+                                m.swept.with_label_values(&[kind]).inc_by(n as u64);
+                            }
+                            if s.clients > 0 {
+                                crate::audit::success("clients_swept")
+                                    .reason("dynamic registrations never used for a grant")
+                                    .count(s.clients)
+                                    .emit();
+                            }
+                        }
                         Err(e) => tracing::error!(error = %e, "store sweep failed"),
                     }
                 }

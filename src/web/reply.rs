@@ -17,6 +17,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(HeaderName, String)>,
     pub body: Bytes,
+    /// Why authgate refused, for the access log (an RFC 6749 error code, a page's title).
+    pub reason: Option<&'static str>,
 }
 
 /// The body of a gateway error: the shape of an RFC 6749 error response, so OAuth clients and
@@ -34,6 +36,7 @@ impl Reply {
             status,
             headers: vec![(CONTENT_TYPE, "application/json".into())],
             body: body.into(),
+            reason: None,
         }
     }
 
@@ -47,6 +50,12 @@ impl Reply {
                 error_description: description,
             },
         )
+        .with_reason(code.as_str())
+    }
+
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
     }
 
     /// A JSON-RPC 2.0 error response for request `id`, as MCP clients expect on MCP routes.
@@ -72,6 +81,7 @@ impl Reply {
             status,
             headers: vec![(http::header::LOCATION, location.to_string())],
             body: Bytes::new(),
+            reason: None,
         }
     }
 
@@ -93,6 +103,7 @@ impl Reply {
                 (HeaderName::from_static("x-content-type-options"), "nosniff".into()),
             ],
             body: body.into(),
+            reason: None,
         }
     }
 

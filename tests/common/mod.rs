@@ -104,6 +104,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub port: u16,
     pub dir: tempfile::TempDir,
+    /// The admin listener, when the config has `{admin}`.
+    pub admin: Option<SocketAddr>,
 }
 
 impl Gateway {
@@ -131,8 +133,16 @@ impl Gateway {
         config: &str,
         env: &[(&str, &str)],
     ) -> Self {
+        // A second address for the admin listener, chosen under the same lock.
+        let admin = config.contains("{admin}").then(|| {
+            TcpListener::bind((addr.ip(), 0))
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        });
         let config = config
             .replace("{addr}", &addr.to_string())
+            .replace("{admin}", &admin.map(|a| a.to_string()).unwrap_or_default())
             .replace("{data}", &dir.path().join("data").display().to_string());
         let path = dir.path().join("authgate.toml");
         std::fs::write(&path, config).unwrap();
@@ -159,6 +169,7 @@ impl Gateway {
             addr,
             port: addr.port(),
             dir,
+            admin,
         };
         let start = Instant::now();
         let client = reqwest::Client::new();
@@ -193,6 +204,15 @@ impl Gateway {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{}",
+            self.admin.expect("a config with {admin}"),
+            path
+        )
     }
 
     pub fn config_path(&self) -> PathBuf {

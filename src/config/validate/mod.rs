@@ -4,6 +4,7 @@
 
 mod auth;
 mod client;
+mod ops;
 mod provider;
 mod server;
 mod upstream;
@@ -42,6 +43,8 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
         let providers = self.providers(&file.providers, public_url);
         let clients = self.clients(&file.clients, &scopes, &upstreams);
         let cimd = self.cimd(file.cimd.as_ref());
+        let admin = self.admin(file.admin.as_ref(), server.as_ref().map(|s| &s.listen[..]));
+        let audit = self.audit(file.audit.as_ref(), config_dir);
         // Only when no [[provider]] is written at all: a provider with errors of its own has
         // been reported already, and its consequences are not news.
         if file.providers.is_empty() {
@@ -71,6 +74,8 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
             providers,
             clients,
             cimd,
+            admin,
+            audit,
         })
     }
 

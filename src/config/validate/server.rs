@@ -76,7 +76,15 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             DEFAULT_SHUTDOWN_GRACE,
             MAX_SHUTDOWN_GRACE,
         );
+        let proxies = s.trusted_proxies.as_deref().unwrap_or_default();
+        let trusted_proxies = self.parsed_list(proxies, "server.trusted_proxies", |p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("`{p}` is not an IP address or CIDR (e.g. \"10.0.0.0/8\")"))
+        });
         Some(ServerConfig {
+            watch_config: s.watch_config,
+            trusted_proxies,
             shutdown_grace,
             header_limits,
             allowed_origins,

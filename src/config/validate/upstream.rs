@@ -13,6 +13,9 @@ use crate::config::model::{
 };
 use crate::vocab::{paths, UpstreamName};
 
+/// Shorter than the keep-alive timeout of common upstream servers (Node.js and uvicorn close
+/// idle connections after 5 s), so a pooled connection is rarely one the upstream just closed.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(4);
 /// The largest request body forwarded by default: MCP messages are small; uploads are not.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 4 * 1024 * 1024;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -118,6 +121,11 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 scopes: upstream_scopes,
                 identity_headers,
                 max_body_size,
+                keepalive_timeout: self.duration(
+                    &u.keepalive_timeout,
+                    &key("keepalive_timeout"),
+                    DEFAULT_KEEPALIVE_TIMEOUT,
+                ),
             });
         }
         out

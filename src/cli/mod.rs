@@ -1,0 +1,157 @@
+//! The command line: `run` serves, `check` validates a config without touching anything,
+//! the admin commands talk to a running gateway's admin API, and the store commands work on
+//! a stopped gateway's store.
+
+mod admin;
+mod check;
+mod offline;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config;
+use crate::logging::{self, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(name = "authgate", version, about = "An auth gateway for MCP servers")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "AUTHGATE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the gateway.
+    Run {
+        /// The TOML config file.
+        #[arg(long, short, env = "AUTHGATE_CONFIG")]
+        config: PathBuf,
+        /// Take over the listening sockets of the running authgate (binary upgrade): start the
+        /// new binary with this flag, then send SIGQUIT to the old process.
+        #[arg(long)]
+        upgrade: bool,
+    },
+    /// Validate a config file and print what it would serve; exits non-zero on any error.
+    Check {
+        #[arg(long, short, env = "AUTHGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Hash a password for a local user: reads one line from standard input, prints an
+    /// argon2 hash for `password_hash`.
+    HashPassword,
+    /// Make the running gateway re-read its config (like SIGHUP); prints what changed, or
+    /// every error (the running config then stays).
+    Reload(admin::Connection),
+    /// What the last attempts of a client (or a client address) to connect got through, and
+    /// where each stopped.
+    Diagnose {
+        #[command(flatten)]
+        connection: admin::Connection,
+        /// A client id (a registered client, or a metadata document URL).
+        #[arg(long, conflicts_with = "ip")]
+        client: Option<String>,
+        /// A client's address (for attempts that never got as far as a client id).
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+    },
+    /// Administer a running gateway through its admin API (`[admin]` in the config).
+    Admin {
+        #[command(flatten)]
+        connection: admin::Connection,
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
+    /// Migrate a stopped gateway's store to this version's schema (a backup is made first).
+    Migrate {
+        #[arg(long, short, env = "AUTHGATE_CONFIG")]
+        config: PathBuf,
+        /// Only say what would change.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Put a backup (from `authgate admin backup`) in place of a stopped gateway's store;
+    /// the store it replaces is kept beside it.
+    Restore {
+        #[arg(long, short, env = "AUTHGATE_CONFIG")]
+        config: PathBuf,
+        /// The backup file.
+        backup: PathBuf,
+    },
+    /// Print the JSON schema of the config file (for editors: taplo, Even Better TOML).
+    Schema,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check::check(&config),
+        Command::HashPassword => hash_password(),
+        Command::Run { config, upgrade } => run(&config, cli.log_format, upgrade),
+        Command::Reload(connection) => admin::reload(&connection),
+        Command::Diagnose {
+            connection,
+            client,
+            ip,
+        } => admin::diagnose(&connection, client.as_deref(), ip),
+        Command::Admin {
+            connection,
+            command,
+        } => admin::run(&connection, command),
+        Command::Migrate { config, dry_run } => offline::migrate(&config, dry_run),
+        Command::Restore { config, backup } => offline::restore(&config, &backup),
+        Command::Schema => offline::schema(),
+    }
+}
+
+fn run(path: &std::path::Path, format: LogFormat, upgrade: bool) -> ExitCode {
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            let _ = logging::init(format, None);
+            for e in &errors.0 {
+                tracing::error!("{e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = logging::init(format, config.audit.file.as_deref()) {
+        let _ = logging::init(format, None);
+        let file = config
+            .audit
+            .file
+            .as_deref()
+            .unwrap_or(std::path::Path::new("-"));
+        tracing::error!("audit.file {}: {e}", file.display());
+        return ExitCode::FAILURE;
+    }
+    match crate::server::run(config, upgrade) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hash_password() -> ExitCode {
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprint!("Password (input is shown; pipe it in to avoid that): ");
+    }
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        eprintln!("could not read a password from standard input");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        eprintln!("the password is empty");
+        return ExitCode::FAILURE;
+    }
+    println!("{}", crate::login::local::hash_password(password));
+    ExitCode::SUCCESS
+}
