@@ -4,7 +4,7 @@
 //! [`TOOL_NAMES_PER_UPSTREAM`] tool names per upstream, the rest counted as `other`).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
 use prometheus::{
@@ -53,6 +53,10 @@ pub struct Metrics {
     pub auth_decisions: IntCounterVec,
     pub token_validation: Histogram,
     pub token_cache: IntCounterVec,
+    /// `token_cache` by result, resolved once (every request touches one).
+    pub cache_hits: IntCounter,
+    pub cache_misses: IntCounter,
+    pub cache_refused: IntCounter,
     pub authorizations: IntCounterVec,
     pub logins: IntCounterVec,
     pub consent: IntCounterVec,
@@ -150,7 +154,7 @@ impl Metrics {
         let token_validation = histogram(
             &r,
             "token_validation_seconds",
-            "Time to check a bearer token",
+            "Time to look a bearer token up in the store (cache misses)",
             &[],
             fast_buckets(),
         )
@@ -281,6 +285,9 @@ impl Metrics {
             upstream_errors,
             auth_decisions,
             token_validation,
+            cache_hits: token_cache.with_label_values(&["hit"]),
+            cache_misses: token_cache.with_label_values(&["miss"]),
+            cache_refused: token_cache.with_label_values(&["refused_by_tag"]),
             token_cache,
             authorizations,
             logins,
@@ -368,24 +375,104 @@ impl Metrics {
         };
         let tool = match (method, tool) {
             ("tools/call", Some(name)) => self.tool_label(upstream, name),
-            _ => String::new(),
+            _ => "",
         };
         self.mcp_requests
-            .with_label_values(&[upstream, method, &tool])
+            .with_label_values(&[upstream, method, tool])
             .inc();
     }
 
-    fn tool_label(&self, upstream: &str, name: &str) -> String {
+    /// `name` as a label value while the upstream has few distinct tool names, else "other".
+    fn tool_label<'n>(&self, upstream: &str, name: &'n str) -> &'n str {
         let mut seen = self.tools_seen.lock().unwrap_or_else(|e| e.into_inner());
-        let names = seen.entry(upstream.to_string()).or_default();
-        if names.contains(name) {
-            return name.to_string();
+        // Looked up before inserting, so a known name costs no allocation.
+        if let Some(names) = seen.get(upstream) {
+            if names.contains(name) {
+                return name;
+            }
         }
+        let names = seen.entry(upstream.to_string()).or_default();
         if names.len() < TOOL_NAMES_PER_UPSTREAM && is_label_safe(name) {
             names.insert(name.to_string());
-            return name.to_string();
+            return name;
         }
-        "other".to_string()
+        "other"
+    }
+}
+
+/// One upstream's series, resolved once (per route, rebuilt on reload) so the request path
+/// increments counters without looking labels up.
+pub struct UpstreamMetrics {
+    name: String,
+    requests: [[OnceLock<IntCounter>; STATUS_CLASSES.len()]; METHOD_CLASSES.len()],
+    pub duration: Histogram,
+    pub request_bytes: IntCounter,
+    pub response_bytes: IntCounter,
+    allowed: IntCounter,
+    denied: [OnceLock<IntCounter>; DENIAL_REASONS.len()],
+}
+
+const METHOD_CLASSES: [&str; 6] = ["GET", "POST", "DELETE", "OPTIONS", "HEAD", "other"];
+const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+/// The bearer check's refusal reasons (`proxy::bearer::Denied::reason`).
+pub const DENIAL_REASONS: [&str; 8] = [
+    "missing",
+    "malformed",
+    "invalid",
+    "wrong_upstream",
+    "blocked",
+    "provider_removed",
+    "scope",
+    "other",
+];
+
+impl UpstreamMetrics {
+    pub fn new(name: &str) -> Self {
+        let m = metrics();
+        Self {
+            name: name.to_string(),
+            requests: Default::default(),
+            duration: m.request_duration.with_label_values(&[name]),
+            request_bytes: m.request_bytes.with_label_values(&[name]),
+            response_bytes: m.response_bytes.with_label_values(&[name]),
+            allowed: m.auth_decisions.with_label_values(&[name, "allowed", "ok"]),
+            denied: Default::default(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The `requests_total` series of this method and status.
+    pub fn request(&self, method: &http::Method, status: u16) -> &IntCounter {
+        let (m, s) = (method_class(method), status_class(status));
+        let mi = METHOD_CLASSES.iter().position(|c| *c == m).unwrap_or(5);
+        let si = STATUS_CLASSES.iter().position(|c| *c == s).unwrap_or(5);
+        self.requests[mi][si]
+            .get_or_init(|| metrics().requests.with_label_values(&[&self.name, m, s]))
+    }
+
+    /// Counts a bearer check's decision.
+    pub fn auth_decision(&self, denied: Option<&'static str>) {
+        match denied {
+            None => self.allowed.inc(),
+            Some(reason) => {
+                let i = DENIAL_REASONS
+                    .iter()
+                    .position(|r| *r == reason)
+                    .unwrap_or(7);
+                self.denied[i]
+                    .get_or_init(|| {
+                        metrics().auth_decisions.with_label_values(&[
+                            &self.name,
+                            "denied",
+                            DENIAL_REASONS[i],
+                        ])
+                    })
+                    .inc()
+            }
+        }
     }
 }
 

@@ -73,6 +73,7 @@ impl std::ops::Deref for TestAuthority {
 pub fn authority() -> TestAuthority {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(dir.path()).unwrap();
+    let (tag_key, tagged_since) = store.token_tags_now().unwrap();
     let key = [9u8; 32];
     TestAuthority {
         auth: Authority {
@@ -83,6 +84,8 @@ pub fn authority() -> TestAuthority {
             cimd: Default::default(),
             registrations: Default::default(),
             diagnostics: Default::default(),
+            tokens: crate::crypto::tokens::TokenTags::new(tag_key),
+            tagged_since,
         },
         _dir: dir,
     }

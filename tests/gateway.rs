@@ -508,3 +508,91 @@ async fn browser_origins_are_checked_and_get_cors() {
         .unwrap()
         .contains("Mcp-Name"));
 }
+
+/// Accepts connections for axum, counting them.
+struct CountingListener {
+    inner: tokio::net::TcpListener,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl axum::serve::Listener for CountingListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let got = axum::serve::Listener::accept(&mut self.inner).await;
+        self.accepted
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        got
+    }
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// Upstream connections opened while `clients` clients send 10 requests each through a
+/// gateway with `upstream_keepalive_pool = pool`, after a first round that warmed the pool.
+async fn upstream_connections(pool: usize, clients: usize) -> usize {
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = common::listener();
+    listener.set_nonblocking(true).unwrap();
+    let listener = CountingListener {
+        inner: tokio::net::TcpListener::from_std(listener).unwrap(),
+        accepted: accepted.clone(),
+    };
+    let up = format!("http://{}", listener.inner.local_addr().unwrap());
+    let app = Router::new().fallback(any(|body: String| async move {
+        // Long enough for every client to be in flight at once.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        body
+    }));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let config = TestConfig::new()
+        .server(&format!("upstream_keepalive_pool = {pool}"))
+        .public("pooled", "/pooled", &up)
+        .build();
+    let gw = Gateway::start(&config).await;
+    let url = gw.url("/pooled");
+    let round = |n: usize| {
+        let tasks: Vec<_> = (0..clients)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move {
+                    let client = reqwest::Client::new();
+                    for _ in 0..n {
+                        let r = client.post(&url).body("{}").send().await.unwrap();
+                        assert_eq!(r.status(), 200);
+                    }
+                })
+            })
+            .collect::<Vec<_>>();
+        async move {
+            for t in tasks {
+                t.await.unwrap();
+            }
+        }
+    };
+    round(3).await;
+    let warm = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    round(10).await;
+    accepted.load(std::sync::atomic::Ordering::SeqCst) - warm
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upstream_connections_are_kept_for_reuse_beyond_pingoras_default_pool() {
+    // More clients in flight than Pingora's default pool of 128 idle connections.
+    let clients = 600;
+    let pooled = upstream_connections(4096, clients).await;
+    let small = upstream_connections(128, clients).await;
+    eprintln!("new upstream connections once warm: pool 4096 → {pooled}, pool 128 → {small}");
+    // Once warm, requests reuse the connections they find idle.
+    assert!(
+        pooled <= clients / 50,
+        "{pooled} new upstream connections for {} requests of {clients} clients",
+        clients * 10
+    );
+    // With Pingora's default, what the pool cannot keep is closed and opened again.
+    assert!(
+        small >= clients / 10,
+        "pool 128: {small}, pool 4096: {pooled}"
+    );
+}

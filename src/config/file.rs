@@ -256,6 +256,12 @@ pub struct ServerSection {
     /// Proxies (CIDRs) whose X-Forwarded-For names the client.
     #[schemars(with = "Option<Vec<String>>")]
     pub trusted_proxies: Option<Vec<Text>>,
+    /// Access tokens kept in memory (the hot path's cache).
+    #[schemars(with = "Option<usize>")]
+    pub token_cache_entries: Option<Spanned<usize>>,
+    /// Idle connections to upstreams kept for reuse, in all.
+    #[schemars(with = "Option<usize>")]
+    pub upstream_keepalive_pool: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -271,6 +271,10 @@ pub struct ServerConfig {
     pub watch_config: bool,
     /// Proxies whose `X-Forwarded-For` is believed for the client address.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Access tokens kept in memory.
+    pub token_cache_entries: usize,
+    /// Idle upstream connections kept for reuse, in all.
+    pub upstream_keepalive_pool: usize,
 }
 
 /// Request header limits, checked before any other work (nginx-like defaults: 8 KiB per
@@ -393,6 +397,9 @@ impl RoutePath {
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub name: UpstreamName,
+    /// Unique to this upstream in this loaded config (never 0, never reused): the bearer
+    /// check remembers per cached token which key it last passed for.
+    pub check_key: u64,
     /// Lowercase host (no port) this route is served under; any host when `None`.
     pub host: Option<String>,
     pub path: RoutePath,
@@ -478,6 +485,20 @@ impl UpstreamUrl {
             (true, true) => "/".into(),
             (true, false) => rest.into(),
             (false, _) => format!("{}{}", self.base_path, rest),
+        }
+    }
+
+    /// Whether [`Self::rewrite`] of `rest` is `path`, without building it (most routes map
+    /// onto the same path upstream, and the proxy then leaves the URI alone).
+    pub fn rewrites_to(&self, rest: &str, path: &str) -> bool {
+        match (self.base_path.is_empty(), rest.is_empty()) {
+            (true, true) => path == "/",
+            (true, false) => path == rest,
+            (false, _) => {
+                path.len() == self.base_path.len() + rest.len()
+                    && path.starts_with(self.base_path.as_str())
+                    && path.ends_with(rest)
+            }
         }
     }
 }

@@ -48,6 +48,18 @@ pub struct Authority {
     pub registrations: register::RateLimiter,
     /// How far clients got, for `authgate diagnose`.
     pub diagnostics: crate::diagnose::Diagnostics,
+    /// Tags access and refresh tokens, so forged ones are refused without a store read.
+    pub tokens: crate::crypto::tokens::TokenTags,
+    /// Since when tokens are tagged: untagged access tokens are accepted (looked up) only
+    /// while one issued before could still be valid.
+    pub tagged_since: u64,
+}
+
+impl Authority {
+    /// Whether an untagged ("legacy") access token may still be looked up at `now`.
+    pub fn legacy_access_allowed(&self, config: &Config, now: u64) -> bool {
+        now < self.tagged_since + config.auth.access_token_ttl.as_secs()
+    }
 }
 
 /// A client as the authorization server sees it: pre-registered, dynamically registered or

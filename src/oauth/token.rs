@@ -11,7 +11,8 @@ use super::client_auth::{authenticate, read_form};
 use super::flow::UPSTREAM_CREDENTIAL;
 use super::{pkce, Authority, ClientInfo, OAuthError};
 use crate::config::Config;
-use crate::crypto::{random_secret, Sealer};
+use crate::crypto::tokens::Shape;
+use crate::crypto::Sealer;
 use crate::store::{GrantRecord, NewTokens, Rotation, SealedSuccessor, Store, TakenCode};
 use crate::vocab::{canonical_resource, ScopeSet, Secret, SecretHash};
 use crate::web::{Params, Reply, Request};
@@ -122,10 +123,18 @@ pub struct Presented<'a> {
     pub resource: Option<&'a str>,
 }
 
+pub const ACCESS_PREFIX: &str = "ag_at_";
+pub const REFRESH_PREFIX: &str = "ag_rt_";
+
 /// A new access token, and a refresh token when the client is registered for that grant.
-fn mint(config: &Config, refresh: bool, now: u64) -> (String, Option<String>, NewTokens) {
-    let access = random_secret("ag_at_");
-    let refresh = refresh.then(|| random_secret("ag_rt_"));
+fn mint(
+    auth: &Authority,
+    config: &Config,
+    refresh: bool,
+    now: u64,
+) -> (String, Option<String>, NewTokens) {
+    let access = auth.tokens.mint(ACCESS_PREFIX);
+    let refresh = refresh.then(|| auth.tokens.mint(REFRESH_PREFIX));
     let tokens = NewTokens {
         access: SecretHash::of(&access),
         access_expires_at: now + config.auth.access_token_ttl.as_secs(),
@@ -221,7 +230,7 @@ pub async fn exchange_code(
             ));
         }
     }
-    let (access, refresh, tokens) = mint(config, client.refresh_allowed, now);
+    let (access, refresh, tokens) = mint(auth, config, client.refresh_allowed, now);
     let grant = GrantRecord {
         grant_id: record.grant_id,
         terms: record.terms,
@@ -276,6 +285,12 @@ pub async fn refresh(
             "this client is not registered for the refresh_token grant",
         ));
     }
+    if auth.tokens.shape(REFRESH_PREFIX, presented.expose()) == Shape::Forged {
+        metrics().refreshes.with_label_values(&["refused"]).inc();
+        return Err(OAuthError::invalid_grant(
+            "the refresh token is invalid, expired or revoked",
+        ));
+    }
     let hash = SecretHash::of(presented.expose());
     let current = auth.store.find_refresh(hash, now).await?;
     if let Some((_, grant)) = &current {
@@ -322,7 +337,7 @@ pub async fn refresh(
         }
         reverify_if_due(auth, config, grant, now).await?;
     }
-    let (access, refresh, mut tokens) = mint(config, true, now);
+    let (access, refresh, mut tokens) = mint(auth, config, true, now);
     let grace = config.auth.refresh_grace.as_secs();
     let body = current
         .as_ref()

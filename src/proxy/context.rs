@@ -10,7 +10,7 @@ use pingora::proxy::Session;
 
 use super::router::Route;
 use super::{mcp, observe, Snapshot};
-use crate::metrics::metrics;
+use crate::metrics::{metrics, UpstreamMetrics};
 use crate::store::AccessRecord;
 use crate::web::Reply;
 
@@ -51,8 +51,8 @@ pub struct RequestCtx {
     pub(super) logged: bool,
     pub(super) snapshot: Option<Arc<Snapshot>>,
     pub(super) route: Option<Arc<Route>>,
-    /// Request path below the route prefix.
-    pub(super) rest: String,
+    /// Where the request path below the route prefix starts in `path`.
+    pub(super) rest_from: usize,
     /// Who answered, for the access log: an upstream name or a gateway endpoint.
     pub(super) handler: &'static str,
     /// The bearer token's record, for an authenticated request.
@@ -91,7 +91,7 @@ impl RequestCtx {
             logged: false,
             snapshot: None,
             route: None,
-            rest: String::new(),
+            rest_from: 0,
             handler: "-",
             access: None,
             origin: None,
@@ -107,28 +107,22 @@ impl RequestCtx {
         }
     }
 
-    /// Counts the request in the metrics (from `logging`).
-    pub fn count(&self, session: &Session, e: Option<&Error>) {
+    /// Counts the request in the metrics (from `logging`); `own` holds the series of the
+    /// gateway's own endpoints.
+    pub fn count(&self, session: &Session, e: Option<&Error>, own: &UpstreamMetrics) {
         let ctx = self;
         let req = session.req_header();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let m = metrics();
-        let upstream = ctx
-            .route
-            .as_ref()
-            .map_or("authgate", |r| r.upstream.name.as_str());
-        let class = crate::metrics::status_class(status);
-        m.requests
-            .with_label_values(&[upstream, crate::metrics::method_class(&req.method), class])
-            .inc();
-        m.request_duration
-            .with_label_values(&[upstream])
-            .observe(ctx.started.elapsed().as_secs_f64());
-        m.request_bytes
-            .with_label_values(&[upstream])
+        let series = ctx.route.as_ref().map_or(own, |r| &r.metrics);
+        let upstream = series.name();
+        series.request(&req.method, status).inc();
+        series.duration.observe(ctx.started.elapsed().as_secs_f64());
+        series
+            .request_bytes
             .inc_by(session.body_bytes_read() as u64);
-        m.response_bytes
-            .with_label_values(&[upstream])
+        series
+            .response_bytes
             .inc_by(session.body_bytes_sent() as u64);
         if let Some(e) = e.filter(|e| e.esource() == &ErrorSource::Upstream) {
             let kind = match e.etype() {

@@ -1,9 +1,11 @@
 //! Reading the request line safely and preparing the request the upstream sees.
 
-use http::header::{HeaderName, HOST};
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, HOST};
 use pingora::http::RequestHeader;
 
-use crate::config::Upstream;
+use crate::config::{IdentityHeaders, Upstream};
+use crate::store::AccessRecord;
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -93,6 +95,32 @@ pub fn is_spoofable(name: &str, upstream: &Upstream) -> bool {
                     .any(|p| same_prefix(name, p))))
 }
 
+/// An upstream's identity header names as pingora inserts them, made once per route:
+/// inserting by `HeaderName` copies the name on every request.
+#[derive(Debug, Clone)]
+pub struct IdentityNames {
+    user: Bytes,
+    email: Bytes,
+    name: Bytes,
+    groups: Bytes,
+    client_id: Bytes,
+    scopes: Bytes,
+}
+
+impl IdentityNames {
+    pub fn of(h: &IdentityHeaders) -> Self {
+        let b = |n: &HeaderName| Bytes::from(n.as_str().to_owned());
+        Self {
+            user: b(&h.user),
+            email: b(&h.email),
+            name: b(&h.name),
+            groups: b(&h.groups),
+            client_id: b(&h.client_id),
+            scopes: b(&h.scopes),
+        }
+    }
+}
+
 /// Removes identity headers a client sent (ours for this upstream, any `X-Authgate-*`, and
 /// other gateways' names, with `_` and `-` taken alike), then, for an authenticated request,
 /// sets them from the token's grant. Also drops the client's credentials: the upstream never
@@ -100,8 +128,10 @@ pub fn is_spoofable(name: &str, upstream: &Upstream) -> bool {
 pub fn identity_for_upstream(
     req: &mut RequestHeader,
     upstream: &Upstream,
-    record: Option<&crate::store::AccessRecord>,
+    names: &IdentityNames,
+    record: Option<&AccessRecord>,
 ) -> pingora::Result<()> {
+    // One pass; the list is only allocated when a client did send such a header.
     let mut spoofed: Vec<HeaderName> = Vec::new();
     for name in req.headers.keys() {
         if is_spoofable(name.as_str(), upstream) {
@@ -116,23 +146,28 @@ pub fn identity_for_upstream(
     };
     req.remove_header(&http::header::AUTHORIZATION);
     req.remove_header(&http::header::COOKIE);
-    let h = &upstream.identity_headers;
+    // Values are made per request rather than kept with the cached record: that would
+    // cost every cached token a few hundred bytes to save well under a microsecond here.
+    // `header_safe` leaves only visible ASCII, always a valid value, taken without a copy.
+    let value = |s: String| HeaderValue::from_maybe_shared(Bytes::from(s));
+    let invalid =
+        |e| pingora::Error::because(pingora::ErrorType::InvalidHTTPHeader, "identity header", e);
     let id = &rec.identity;
-    req.insert_header(h.user.clone(), header_safe(&id.user_id(), b""))?;
+    let mut set = |name: &Bytes, v: String| -> pingora::Result<()> {
+        req.insert_header(name.clone(), value(v).map_err(invalid)?)
+    };
+    set(&names.user, header_safe(&id.user_id(), b""))?;
     if let Some(email) = &id.email {
-        req.insert_header(h.email.clone(), header_safe(email, b""))?;
+        set(&names.email, header_safe(email, b""))?;
     }
     if let Some(name) = &id.name {
-        req.insert_header(h.name.clone(), header_safe(name, b""))?;
+        set(&names.name, header_safe(name, b""))?;
     }
     if !id.groups.is_empty() {
-        req.insert_header(h.groups.clone(), group_list(&id.groups))?;
+        set(&names.groups, group_list(&id.groups))?;
     }
-    req.insert_header(
-        h.client_id.clone(),
-        header_safe(rec.client_id.as_str(), b""),
-    )?;
-    req.insert_header(h.scopes.clone(), header_safe(&rec.scopes.to_string(), b""))?;
+    set(&names.client_id, header_safe(rec.client_id.as_str(), b""))?;
+    set(&names.scopes, header_safe(&rec.scopes.to_string(), b""))?;
     Ok(())
 }
 
@@ -174,16 +209,18 @@ pub fn for_upstream(
     client_ip: Option<String>,
     public_scheme: &str,
 ) -> pingora::Result<()> {
-    let original_host = req
-        .headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri.authority().map(|a| a.to_string()));
+    // The client's Host as sent (a cheap clone of the parsed value).
+    let original_host = match req.headers.get(HOST) {
+        Some(h) => Some(h.clone()),
+        None => req
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    };
 
     // Most routes map onto the same path upstream (`/mcp` → `/mcp`); leave those URIs alone.
-    let path = upstream.url.rewrite(rest);
-    if path != req.uri.path() || req.uri.authority().is_some() {
+    if !upstream.url.rewrites_to(rest, req.uri.path()) || req.uri.authority().is_some() {
+        let path = upstream.url.rewrite(rest);
         let path_and_query = match req.uri.query() {
             Some(q) => format!("{path}?{q}"),
             None => path,
@@ -212,12 +249,13 @@ pub fn for_upstream(
     ] {
         req.remove_header(&name);
     }
+    // Static names: inserting by `HeaderName` would copy a non-standard name first.
     if let Some(ip) = client_ip {
-        req.insert_header(X_FORWARDED_FOR, ip)?;
+        req.insert_header(Bytes::from_static(b"x-forwarded-for"), ip)?;
     }
-    req.insert_header(X_FORWARDED_PROTO, public_scheme)?;
+    req.insert_header(Bytes::from_static(b"x-forwarded-proto"), public_scheme)?;
     if let Some(h) = original_host {
-        req.insert_header(X_FORWARDED_HOST, h)?;
+        req.insert_header(Bytes::from_static(b"x-forwarded-host"), h)?;
     }
     Ok(())
 }
@@ -256,6 +294,10 @@ pub fn client_ip(
 mod tests {
     use super::*;
     use std::path::Path;
+
+    fn identity(req: &mut RequestHeader, up: &Upstream, rec: Option<&AccessRecord>) {
+        identity_for_upstream(req, up, &IdentityNames::of(&up.identity_headers), rec).unwrap();
+    }
 
     fn upstream(extra: &str) -> Upstream {
         let text = format!(
@@ -315,7 +357,7 @@ mod tests {
         req.insert_header("X-Authgate-Anything", "x").unwrap();
         req.insert_header("authorization", "Bearer secret").unwrap();
         req.insert_header("cookie", "authgate_session=x").unwrap();
-        identity_for_upstream(&mut req, &up, None).unwrap();
+        identity(&mut req, &up, None);
         assert!(req.headers.get("x-authgate-email").is_none());
         assert!(req.headers.get("x-authgate-anything").is_none());
         let rec = crate::store::AccessRecord {
@@ -331,9 +373,10 @@ mod tests {
             scopes: crate::vocab::ScopeSet::parse("mcp:tools").unwrap(),
             upstream: crate::vocab::UpstreamName::parse("u").unwrap(),
             expires_at: 0,
+            passed: Default::default(),
         };
         req.insert_header("x-authgate-email", "admin@evil").unwrap();
-        identity_for_upstream(&mut req, &up, Some(&rec)).unwrap();
+        identity(&mut req, &up, Some(&rec));
         assert_eq!(req.headers["x-authgate-user"], "corp:bob");
         assert_eq!(req.headers["x-authgate-email"], "bob@example.test");
         assert_eq!(req.headers["x-authgate-name"], "B%C3%B3b%0D%0AX-Evil: 1");
@@ -365,7 +408,7 @@ mod tests {
         ] {
             req.append_header(name.to_string(), "spoof").unwrap();
         }
-        identity_for_upstream(&mut req, &up, None).unwrap();
+        identity(&mut req, &up, None);
         let mut left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
         left.sort();
         assert_eq!(left, ["accept", "x-forwarded-for", "x-useragent"]);
@@ -374,7 +417,7 @@ mod tests {
         let mut req = RequestHeader::build("POST", b"/gw", None).unwrap();
         req.append_header("remote-user", "kept").unwrap();
         req.append_header("x_authgate_user", "gone").unwrap();
-        identity_for_upstream(&mut req, &up, None).unwrap();
+        identity(&mut req, &up, None);
         assert_eq!(req.headers["remote-user"], "kept");
         assert!(req.headers.get("x_authgate_user").is_none());
     }

@@ -68,6 +68,8 @@ pub struct Gateway {
     pub authority: Arc<Authority>,
     /// Requests being served, and those cut by a shutdown, for the drain on SIGTERM.
     pub requests: Arc<Requests>,
+    /// The metric series of the gateway's own endpoints (`upstream="authgate"`).
+    pub own_metrics: crate::metrics::UpstreamMetrics,
 }
 
 impl Gateway {
@@ -158,10 +160,11 @@ impl Gateway {
         if upstream.auth == UpstreamAuth::OAuth {
             let config = &snapshot.config;
             match bearer::authenticate(
-                &self.authority.store,
+                &self.authority,
                 config,
                 &req.headers,
                 upstream,
+                &route.metrics,
                 unix_now(),
             )
             .await
@@ -240,7 +243,7 @@ impl ProxyHttp for Gateway {
         let host = headers::request_host(req);
         match snapshot.router.route(host, &path) {
             Some((route, rest)) => {
-                ctx.rest = rest.to_string();
+                ctx.rest_from = path.len() - rest.len();
                 let route = route.clone();
                 ctx.path = path;
                 self.upstream(session, ctx, route).await
@@ -287,11 +290,16 @@ impl ProxyHttp for Gateway {
         headers::for_upstream(
             upstream_request,
             &route.upstream,
-            &ctx.rest,
+            &ctx.path[ctx.rest_from..],
             client_ip,
             snapshot.config.server.public_url.scheme(),
         )?;
-        headers::identity_for_upstream(upstream_request, &route.upstream, ctx.access.as_deref())
+        headers::identity_for_upstream(
+            upstream_request,
+            &route.upstream,
+            &route.identity_names,
+            ctx.access.as_deref(),
+        )
     }
 
     async fn request_body_filter(
@@ -437,7 +445,7 @@ impl ProxyHttp for Gateway {
             status,
             e.map(|e| e.etype().as_str()),
         );
-        ctx.count(session, e);
+        ctx.count(session, e, &self.own_metrics);
     }
 
     /// A client that goes away mid-response (a closed tab, an MCP client cancelling a stream)

@@ -12,14 +12,14 @@ use super::mcp::McpCall;
 struct Request<'a> {
     #[serde(borrow, default)]
     method: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
-    params: Option<Params>,
+    #[serde(borrow, default)]
+    params: Option<Params<'a>>,
 }
 
 #[derive(Deserialize)]
-struct Params {
-    #[serde(default)]
-    name: Option<String>,
+struct Params<'a> {
+    #[serde(borrow, default)]
+    name: Option<std::borrow::Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -30,26 +30,27 @@ struct Message {
     id: Option<IgnoredAny>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrBatch<T> {
-    One(T),
-    Batch(Vec<T>),
+/// One JSON-RPC message or a batch of them, told apart by the first byte: serde's untagged
+/// enums would first copy the whole value (arguments included) into a buffer.
+fn one_or_batch<'a, T: Deserialize<'a>>(json: &'a [u8]) -> Option<Vec<T>> {
+    match json.trim_ascii_start().first()? {
+        b'[' => serde_json::from_slice(json).ok(),
+        _ => serde_json::from_slice(json).ok().map(|one| vec![one]),
+    }
 }
 
 /// The calls in a JSON-RPC request body (one object or a batch); empty when it is not one.
 pub fn calls(body: &[u8]) -> Vec<McpCall> {
-    let parsed: Result<OneOrBatch<Request>, _> = serde_json::from_slice(body);
-    let list = match parsed {
-        Ok(OneOrBatch::One(r)) => vec![r],
-        Ok(OneOrBatch::Batch(rs)) => rs,
-        Err(_) => return Vec::new(),
+    let Some(list) = one_or_batch::<Request>(body) else {
+        return Vec::new();
     };
     list.into_iter()
         .filter_map(|r| {
             let method = r.method?.into_owned();
             let name = match method.as_str() {
-                "tools/call" | "prompts/get" => r.params.and_then(|p| p.name),
+                "tools/call" | "prompts/get" => {
+                    r.params.and_then(|p| p.name).map(|n| n.into_owned())
+                }
                 _ => None,
             };
             Some(McpCall { method, name })
@@ -59,14 +60,11 @@ pub fn calls(body: &[u8]) -> Vec<McpCall> {
 
 /// JSON-RPC error responses in one JSON value (an object or a batch of them).
 pub fn errors_in(json: &[u8]) -> usize {
-    match serde_json::from_slice::<OneOrBatch<Message>>(json) {
-        Ok(OneOrBatch::One(m)) => usize::from(m.error.is_some() && m.id.is_some()),
-        Ok(OneOrBatch::Batch(ms)) => ms
-            .iter()
+    one_or_batch::<Message>(json).map_or(0, |ms| {
+        ms.iter()
             .filter(|m| m.error.is_some() && m.id.is_some())
-            .count(),
-        Err(_) => 0,
-    }
+            .count()
+    })
 }
 
 /// Counts JSON-RPC errors in a response as it streams by.

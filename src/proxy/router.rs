@@ -20,6 +20,10 @@ use crate::config::{Config, Upstream};
 /// a DNS change, never needs a restart.
 pub struct Route {
     pub upstream: Upstream,
+    /// This route's metric series, resolved once.
+    pub metrics: crate::metrics::UpstreamMetrics,
+    /// Its identity header names, ready to insert.
+    pub identity_names: super::headers::IdentityNames,
     /// The last resolution: a peer (address, TLS, SNI, timeouts) cloned per request.
     resolved: ArcSwapOption<Resolved>,
     /// One re-resolution at a time per route.
@@ -61,6 +65,8 @@ impl Router {
         let mut routes = Vec::with_capacity(config.upstreams.len());
         for u in &config.upstreams {
             let route = Route {
+                metrics: crate::metrics::UpstreamMetrics::new(u.name.as_str()),
+                identity_names: super::headers::IdentityNames::of(&u.identity_headers),
                 upstream: u.clone(),
                 resolved: ArcSwapOption::empty(),
                 refreshing: AtomicBool::new(false),

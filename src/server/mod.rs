@@ -45,12 +45,15 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
     }
     .context("opening the store")?;
     tracing::info!(path = %store.path().display(), "store open");
+    let (tag_key, tagged_since) = store
+        .token_tags_now()
+        .context("reading the token tag key")?;
     let store: Arc<dyn Store> = Arc::new(store);
     let key = match config.auth.session_key {
         Some(k) => k,
         None => load_or_create_key(&config.server.data_dir)?,
     };
-    let cached = Cached::new(store);
+    let cached = Cached::with_capacity(store, config.server.token_cache_entries);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -66,10 +69,13 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
         cimd: Default::default(),
         registrations: Default::default(),
         diagnostics: Default::default(),
+        tokens: crate::crypto::tokens::TokenTags::new(tag_key),
+        tagged_since,
     });
 
     let listen = config.server.listen.clone();
     let threads = config.server.threads;
+    let pool = config.server.upstream_keepalive_pool;
     let grace = config.server.shutdown_grace;
     let watch = config.server.watch_config;
     let public_url = config.server.public_url.clone();
@@ -92,6 +98,7 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
     // nothing is in flight. The shutdown timeout is for blocking store work still running.
     let conf = ServerConf {
         threads,
+        upstream_keepalive_pool_size: pool,
         grace_period_seconds: Some(grace.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(5),
         upgrade_sock: upgrade_sock.display().to_string(),
@@ -117,6 +124,7 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
         snapshot: snapshot.clone(),
         authority: authority.clone(),
         requests: requests.clone(),
+        own_metrics: crate::metrics::UpstreamMetrics::new("authgate"),
     };
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "authgate");

@@ -122,6 +122,14 @@ fn keep_fixed(old: &Config, new: &mut Config) -> Vec<String> {
         new.server.shutdown_grace != old.server.shutdown_grace,
     );
     keep(
+        "server.token_cache_entries",
+        new.server.token_cache_entries != old.server.token_cache_entries,
+    );
+    keep(
+        "server.upstream_keepalive_pool",
+        new.server.upstream_keepalive_pool != old.server.upstream_keepalive_pool,
+    );
+    keep(
         "auth.session_key",
         new.auth.session_key != old.auth.session_key,
     );
@@ -134,6 +142,8 @@ fn keep_fixed(old: &Config, new: &mut Config) -> Vec<String> {
     new.server.data_dir = old.server.data_dir.clone();
     new.server.threads = old.server.threads;
     new.server.shutdown_grace = old.server.shutdown_grace;
+    new.server.token_cache_entries = old.server.token_cache_entries;
+    new.server.upstream_keepalive_pool = old.server.upstream_keepalive_pool;
     new.auth.session_key = old.auth.session_key;
     match (&mut new.admin, &old.admin) {
         (Some(n), Some(o)) => n.listen = o.listen,

@@ -1,51 +1,122 @@
 //! The hot path's memory: access-token records cached in process in front of any backend.
 //! Every revocation goes through this decorator, so a revoked token leaves the cache in the
 //! same call that removes it from the store.
+//!
+//! The cache is bounded (`server.token_cache_entries`) and sharded, with S3-FIFO eviction
+//! (`quick_cache`): a token used once falls out before the ones clients keep using. Keys are
+//! sha256 hashes of tokens authgate issued, so their first 8 bytes are already a good hash;
+//! a client cannot choose what lands in the table (unknown tokens are never inserted).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use quick_cache::sync::Cache;
+use quick_cache::UnitWeighter;
 
 use super::*;
 
-/// Entries kept before the cache starts over (a cold start costs one store read per token).
-const MAX_ENTRIES: usize = 1 << 20;
+/// The default number of access tokens cached.
+pub const DEFAULT_CACHE_ENTRIES: usize = 1_000_000;
+
+/// Hashes a sha256 key by its first 8 bytes.
+#[derive(Clone, Default)]
+pub struct PrefixHash;
+
+pub struct PrefixHasher(u64);
+
+impl BuildHasher for PrefixHash {
+    type Hasher = PrefixHasher;
+    fn build_hasher(&self) -> PrefixHasher {
+        PrefixHasher(0)
+    }
+}
+
+impl Hasher for PrefixHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        match bytes.first_chunk::<8>() {
+            Some(head) => self.0 ^= u64::from_le_bytes(*head),
+            None => {
+                for b in bytes {
+                    self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+                }
+            }
+        }
+    }
+    // The slice length written before the bytes adds nothing.
+    fn write_usize(&mut self, _: usize) {}
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type TokenCache = Cache<SecretHash, Arc<AccessRecord>, UnitWeighter, PrefixHash>;
 
 pub struct Cached {
     inner: Arc<dyn Store>,
-    access: RwLock<HashMap<SecretHash, Arc<AccessRecord>>>,
+    access: TokenCache,
     /// People refused everywhere (`provider:subject`), kept in step with the store.
     blocked: arc_swap::ArcSwap<HashSet<String>>,
+    /// Whether `blocked` has anyone: the hot path's one relaxed load while nobody is.
+    any_blocked: std::sync::atomic::AtomicBool,
+    /// One change of `blocked` at a time (a read-copy-update that must not lose a block).
+    blocked_changes: std::sync::Mutex<()>,
 }
 
 impl Cached {
     pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self::with_capacity(inner, DEFAULT_CACHE_ENTRIES)
+    }
+
+    /// A cache of at most `entries` access tokens.
+    pub fn with_capacity(inner: Arc<dyn Store>, entries: usize) -> Self {
+        let entries = entries.max(16);
         Self {
             inner,
-            access: RwLock::new(HashMap::new()),
+            access: Cache::with(
+                entries,
+                entries as u64,
+                UnitWeighter,
+                PrefixHash,
+                Default::default(),
+            ),
             blocked: Default::default(),
+            any_blocked: Default::default(),
+            blocked_changes: Default::default(),
         }
+    }
+
+    /// Access tokens cached now.
+    pub fn cached_entries(&self) -> usize {
+        self.access.len()
     }
 
     /// Loads the blocked people from the store (at start).
     pub async fn load_blocked(&self) -> Result<(), StoreError> {
         let list = self.inner.blocked().await?;
-        self.blocked
-            .store(Arc::new(list.into_iter().map(|(id, _)| id).collect()));
+        self.set_blocked_list(list.into_iter().map(|(id, _)| id).collect());
         Ok(())
+    }
+
+    fn set_blocked_list(&self, list: HashSet<String>) {
+        let any = !list.is_empty();
+        self.blocked.store(Arc::new(list));
+        self.any_blocked
+            .store(any, std::sync::atomic::Ordering::Release);
     }
 
     /// Whether `identity` is blocked: one atomic load while nobody is.
     pub fn is_blocked(&self, identity: &Identity) -> bool {
-        let blocked = self.blocked.load();
-        !blocked.is_empty() && blocked.contains(&identity.user_id())
+        if !self.any_blocked.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
+        self.blocked.load().contains(&identity.user_id())
     }
 
     /// The cached record for a token, without touching the store: the hot path's hit.
     pub fn cached(&self, token: &SecretHash, now: u64) -> Option<Arc<AccessRecord>> {
-        let map = self.access.read().expect("cache lock");
-        map.get(token).filter(|rec| rec.expires_at > now).cloned()
+        self.access.get(token).filter(|rec| rec.expires_at > now)
     }
 
     /// The bearer check: one hash (done by the caller), one map hit; the store on a miss.
@@ -54,31 +125,36 @@ impl Cached {
         token: SecretHash,
         now: u64,
     ) -> Result<Option<Arc<AccessRecord>>, StoreError> {
-        Ok(self.lookup(token, now).await?.map(|(rec, _)| rec))
+        Ok(self.lookup(token, now, || true).await?.map(|(rec, _)| rec))
     }
 
     /// [`Self::authenticate`], also saying whether the record came from the store (the
-    /// token's first use in this process).
+    /// token's first use in this process). On a cache miss the store is asked only if
+    /// `may_exist` says the token could be one authgate issued (its tag checks out).
     pub async fn lookup(
         &self,
         token: SecretHash,
         now: u64,
+        may_exist: impl FnOnce() -> bool,
     ) -> Result<Option<(Arc<AccessRecord>, bool)>, StoreError> {
-        let lookups = &crate::metrics::metrics().token_cache;
+        let m = crate::metrics::metrics();
         if let Some(rec) = self.cached(&token, now) {
-            lookups.with_label_values(&["hit"]).inc();
+            m.cache_hits.inc();
             return Ok(Some((rec, false)));
         }
-        lookups.with_label_values(&["miss"]).inc();
-        let Some(rec) = self.inner.find_access(token, now).await? else {
+        if !may_exist() {
+            m.cache_refused.inc();
+            return Ok(None);
+        }
+        m.cache_misses.inc();
+        let started = std::time::Instant::now();
+        let found = self.inner.find_access(token, now).await;
+        m.token_validation.observe(started.elapsed().as_secs_f64());
+        let Some(rec) = found? else {
             return Ok(None);
         };
         let rec = Arc::new(rec);
-        let mut map = self.access.write().expect("cache lock");
-        if map.len() >= MAX_ENTRIES {
-            map.clear();
-        }
-        map.insert(token, rec.clone());
+        self.access.insert(token, rec.clone());
         Ok(Some((rec, true)))
     }
 
@@ -86,9 +162,8 @@ impl Cached {
         if hashes.is_empty() {
             return;
         }
-        let mut map = self.access.write().expect("cache lock");
         for h in hashes {
-            map.remove(h);
+            self.access.remove(h);
         }
     }
 }
@@ -176,10 +251,7 @@ impl Store for Cached {
     }
     async fn sweep(&self, now: u64, unused_clients_before: u64) -> Result<Swept, StoreError> {
         let swept = self.inner.sweep(now, unused_clients_before).await?;
-        self.access
-            .write()
-            .expect("cache lock")
-            .retain(|_, rec| rec.expires_at > now);
+        self.access.retain(|_, rec| rec.expires_at > now);
         Ok(swept)
     }
     fn close(&self) {
@@ -210,12 +282,16 @@ impl Store for Cached {
     }
     async fn set_blocked(&self, user_id: &str, since: Option<u64>) -> Result<(), StoreError> {
         self.inner.set_blocked(user_id, since).await?;
+        let _one_at_a_time = self
+            .blocked_changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let mut next: HashSet<String> = (**self.blocked.load()).clone();
         match since {
             Some(_) => next.insert(user_id.to_string()),
             None => next.remove(user_id),
         };
-        self.blocked.store(Arc::new(next));
+        self.set_blocked_list(next);
         Ok(())
     }
     async fn blocked(&self) -> Result<Vec<(String, u64)>, StoreError> {
@@ -226,5 +302,8 @@ impl Store for Cached {
     }
     async fn backup(&self, to: &std::path::Path) -> Result<StoreStats, StoreError> {
         self.inner.backup(to).await
+    }
+    async fn token_tags(&self) -> Result<([u8; 16], u64), StoreError> {
+        self.inner.token_tags().await
     }
 }

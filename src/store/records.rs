@@ -89,14 +89,48 @@ fn yes() -> bool {
 }
 
 /// What a bearer token stands for: everything the proxy needs, denormalised for one lookup.
+/// `repr(C)` with the fields every request reads first: a cached record's reference count,
+/// expiry and check memo share its first cache line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[repr(C)]
 pub struct AccessRecord {
+    pub expires_at: u64,
+    /// The upstream (by its `check_key`) this record last passed every config check for.
+    #[serde(skip)]
+    pub passed: CheckMemo,
     pub grant_id: GrantId,
     pub client_id: ClientId,
     pub identity: Identity,
     pub scopes: ScopeSet,
     pub upstream: UpstreamName,
-    pub expires_at: u64,
+}
+
+/// The `check_key` of the upstream a cached record last passed the bearer check's config
+/// checks for (binding, provider, scopes); 0 for none. Those depend only on the record and on
+/// one loaded config, and a key is never reused across loads, so a match skips them.
+#[derive(Debug, Default)]
+pub struct CheckMemo(std::sync::atomic::AtomicU64);
+
+impl CheckMemo {
+    pub fn passed(&self, key: u64) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed) == key
+    }
+    pub fn set(&self, key: u64) {
+        self.0.store(key, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A copy checks again.
+impl Clone for CheckMemo {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for CheckMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl AccessRecord {
@@ -110,6 +144,7 @@ impl AccessRecord {
             scopes: t.scopes.clone(),
             upstream: t.upstream.clone(),
             expires_at,
+            passed: Default::default(),
         }
     }
 }

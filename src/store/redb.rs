@@ -50,7 +50,7 @@ pub(super) fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
             .rsplit("::")
             .next()
             .unwrap_or("record"),
-        source,
+        source: Box::new(source),
     })
 }
 
@@ -79,6 +79,12 @@ impl RedbStore {
         })
     }
 
+    /// The token tag key and since when tokens are tagged, read now (at start, before the
+    /// async runtime).
+    pub fn token_tags_now(&self) -> Result<([u8; 16], u64), StoreError> {
+        admin::token_tags(&*self.file.database()?)
+    }
+
     pub fn path(&self) -> &Path {
         self.file.path()
     }
@@ -92,10 +98,19 @@ impl RedbStore {
         {
             let mut access = txn.open_table(ACCESS)?;
             for (h, rec) in records {
-                access.insert(&h.0, enc(&rec).as_slice())?;
+                access.insert(&h.0, enc_access(&rec).as_slice())?;
             }
         }
         Ok(txn.commit()?)
+    }
+
+    /// The floor of a cold token lookup: the same read transaction and get as `find_access`,
+    /// without decoding the record (its length). For benches/hot_path.rs.
+    #[doc(hidden)]
+    pub fn raw_access_len(&self, token: &SecretHash) -> Result<Option<usize>, StoreError> {
+        let txn = self.file.open_database()?.begin_read()?;
+        let t = txn.open_table(ACCESS)?;
+        Ok(t.get(&token.0)?.map(|raw| raw.value().len()))
     }
 
     /// Runs `f` on a blocking thread (redb is synchronous and its commits fsync).
@@ -265,7 +280,7 @@ impl Store for RedbStore {
         let Some(raw) = t.get(&token.0)? else {
             return Ok(None);
         };
-        let rec: AccessRecord = dec(raw.value())?;
+        let rec = dec_access(raw.value())?;
         Ok((rec.expires_at > now).then_some(rec))
     }
 
@@ -411,6 +426,10 @@ impl Store for RedbStore {
         let path = self.path().to_path_buf();
         self.blocking(move |db| admin::stats(db, &path)).await
     }
+    async fn token_tags(&self) -> Result<([u8; 16], u64), StoreError> {
+        self.blocking(admin::token_tags).await
+    }
+
     async fn backup(&self, to: &Path) -> Result<StoreStats, StoreError> {
         let to = to.to_path_buf();
         self.blocking(move |db| {

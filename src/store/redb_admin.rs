@@ -185,6 +185,7 @@ pub(super) fn backup(db: &Database, to: &Path) -> Result<(), StoreError> {
     copy(&from, &to_txn, CLAIMS)?;
     copy(&from, &to_txn, USERS)?;
     copy(&from, &to_txn, BLOCKED)?;
+    copy(&from, &to_txn, SECRETS)?;
     to_txn.commit()?;
     Ok(())
 }
@@ -251,4 +252,23 @@ fn tempfile_in(dir: &Path) -> Result<std::path::PathBuf, StoreError> {
             source: Box::new(e),
         })?;
     Ok(path)
+}
+
+pub(super) fn token_tags(db: &Database) -> Result<([u8; 16], u64), StoreError> {
+    let txn = db.begin_read()?;
+    let secrets = txn.open_table(SECRETS)?;
+    let corrupt = |what: &str| StoreError::Corrupt {
+        what: "secret",
+        source: format!("{what} is missing or malformed").into(),
+    };
+    let key: [u8; 16] = secrets
+        .get(TOKEN_TAG_KEY)?
+        .and_then(|v| v.value().try_into().ok())
+        .ok_or_else(|| corrupt(TOKEN_TAG_KEY))?;
+    let since = secrets
+        .get(TAGGED_SINCE)?
+        .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| corrupt(TAGGED_SINCE))?;
+    Ok((key, since))
 }

@@ -13,10 +13,10 @@ use ::redb::{
     WriteTransaction,
 };
 
-use super::{GrantRecord, StoreError, UserRecord};
+use super::{AccessRecord, GrantRecord, StoreError, UserRecord};
 
 /// The schema this build writes. Bump it, with a migration, whenever a table changes shape.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 pub(super) const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 pub(super) const CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("clients");
@@ -38,6 +38,33 @@ pub(super) const CLAIMS: TableDefinition<&[u8; 32], u64> = TableDefinition::new(
 pub(super) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 /// `provider:subject` → when the person was blocked (since version 2).
 pub(super) const BLOCKED: TableDefinition<&str, u64> = TableDefinition::new("blocked_users");
+/// Secrets the store keeps for every process using it (since version 3): the key of token
+/// tags and since when tokens are tagged.
+pub(super) const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
+pub(super) const TOKEN_TAG_KEY: &str = "token_tag_key";
+pub(super) const TAGGED_SINCE: &str = "tagged_since";
+
+/// Access records are postcard behind this first byte (since version 3; JSON, which starts
+/// with `{`, before): the hot path's cache miss decodes them, and JSON was most of its cost.
+const ACCESS_POSTCARD: u8 = 1;
+
+pub(super) fn enc_access(rec: &AccessRecord) -> Vec<u8> {
+    let mut out = vec![ACCESS_POSTCARD];
+    postcard::to_io(rec, &mut out).expect("records serialize");
+    out
+}
+
+pub(super) fn dec_access(bytes: &[u8]) -> Result<AccessRecord, StoreError> {
+    match bytes.split_first() {
+        Some((&ACCESS_POSTCARD, rest)) => {
+            postcard::from_bytes(rest).map_err(|e| StoreError::Corrupt {
+                what: "AccessRecord",
+                source: Box::new(e),
+            })
+        }
+        _ => super::redb::dec(bytes),
+    }
+}
 
 /// One step from `from` to `from + 1`.
 pub struct Migration {
@@ -47,12 +74,47 @@ pub struct Migration {
     apply: fn(&WriteTransaction) -> Result<(), StoreError>,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    from: 1,
-    description: "adds the `users` table (people seen, for the admin API), filled from the \
-                  identities of existing grants, and the `blocked_users` table",
-    apply: v1_to_v2,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        from: 1,
+        description: "adds the `users` table (people seen, for the admin API), filled from the \
+                      identities of existing grants, and the `blocked_users` table",
+        apply: v1_to_v2,
+    },
+    Migration {
+        from: 2,
+        description: "re-encodes access-token records from JSON to postcard (the hot path's \
+                      cache miss decodes them) and adds the `secrets` table with the key of \
+                      token tags (tokens issued before keep working)",
+        apply: v2_to_v3,
+    },
+];
+
+fn v2_to_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut access = txn.open_table(ACCESS)?;
+    let mut rows: Vec<([u8; 32], AccessRecord)> = Vec::new();
+    for entry in access.iter()? {
+        let (k, v) = entry?;
+        rows.push((*k.value(), dec_access(v.value())?));
+    }
+    for (k, rec) in rows {
+        access.insert(&k, enc_access(&rec).as_slice())?;
+    }
+    Ok(())
+}
+
+/// Creates the token tag key once (every process on the store then uses it).
+fn ensure_secrets(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut secrets = txn.open_table(SECRETS)?;
+    if secrets.get(TOKEN_TAG_KEY)?.is_none() {
+        let mut key = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+        secrets.insert(TOKEN_TAG_KEY, key.as_slice())?;
+        let now = crate::vocab::unix_now().to_le_bytes();
+        secrets.insert(TAGGED_SINCE, now.as_slice())?;
+    }
+    Ok(())
+}
 
 fn v1_to_v2(txn: &WriteTransaction) -> Result<(), StoreError> {
     let grants = txn.open_table(GRANTS)?;
@@ -158,6 +220,7 @@ pub(super) fn init_schema(db: &Database, path: &Path, migrate: bool) -> Result<(
         txn.open_table(CLAIMS)?;
         txn.open_table(USERS)?;
         txn.open_table(BLOCKED)?;
+        ensure_secrets(&txn)?;
     }
     Ok(txn.commit()?)
 }

@@ -6,10 +6,13 @@ use ::redb::{
 };
 
 use super::redb::{
-    dec, enc, revoke_grant_in, ACCESS, CLAIMS, CLIENTS, CODES, GRANTS, GRANT_TOKENS, REFRESH,
-    USED_CODES,
+    dec, dec_access, enc, revoke_grant_in, ACCESS, CLAIMS, CLIENTS, CODES, GRANTS, GRANT_TOKENS,
+    REFRESH, USED_CODES,
 };
 use super::{ClientRecord, CodeRecord, GrantRecord, RefreshRecord, StoreError, Swept};
+
+/// A token record's grant and expiry, decoded from its stored form.
+type Expiry = dyn Fn(&[u8]) -> Option<(String, u64)>;
 
 /// How long a redeemed code is remembered after its expiry, to detect late replays.
 const USED_CODE_GRACE: u64 = 24 * 3600;
@@ -40,28 +43,30 @@ pub(super) fn sweep_in(
         let mut claims = txn.open_table(CLAIMS)?;
         claims.retain(|_, until| until > now)?;
     }
-    let expired =
-        |table: TableDefinition<&[u8; 32], &[u8]>| -> Result<Vec<([u8; 32], String)>, StoreError> {
-            let t = txn.open_table(table)?;
-            let mut out = Vec::new();
-            for row in t.iter()? {
-                let (k, v) = row?;
-                // Both record kinds carry these two fields.
-                #[derive(serde::Deserialize)]
-                struct Expiry {
-                    grant_id: String,
-                    expires_at: u64,
-                }
-                if let Ok(e) = serde_json::from_slice::<Expiry>(v.value()) {
-                    if e.expires_at <= now {
-                        out.push((*k.value(), e.grant_id));
-                    }
+    // (token hash, grant) of the expired records of `table`, each decoded by `expiry`.
+    let expired = |table: TableDefinition<&[u8; 32], &[u8]>,
+                   expiry: &Expiry|
+     -> Result<Vec<([u8; 32], String)>, StoreError> {
+        let t = txn.open_table(table)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            if let Some((grant, expires_at)) = expiry(v.value()) {
+                if expires_at <= now {
+                    out.push((*k.value(), grant));
                 }
             }
-            Ok(out)
-        };
-    let expired_access = expired(ACCESS)?;
-    let expired_refresh = expired(REFRESH)?;
+        }
+        Ok(out)
+    };
+    let expired_access = expired(ACCESS, &|v| {
+        let rec = dec_access(v).ok()?;
+        Some((rec.grant_id.to_string(), rec.expires_at))
+    })?;
+    let expired_refresh = expired(REFRESH, &|v| {
+        let rec: RefreshRecord = dec(v).ok()?;
+        Some((rec.grant_id.to_string(), rec.expires_at))
+    })?;
     {
         let mut access = txn.open_table(ACCESS)?;
         let mut refresh = txn.open_table(REFRESH)?;

@@ -40,7 +40,7 @@ pub(super) fn insert_tokens(
     let mut refresh = txn.open_table(REFRESH)?;
     let mut links = txn.open_multimap_table(GRANT_TOKENS)?;
     let a = AccessRecord::of(grant, t.access_expires_at);
-    access.insert(&t.access.0, enc(&a).as_slice())?;
+    access.insert(&t.access.0, enc_access(&a).as_slice())?;
     links.insert(grant.grant_id.as_str(), &t.access.0)?;
     if let Some(hash) = &t.refresh {
         let r = RefreshRecord {

@@ -71,8 +71,9 @@ impl<'p> Endpoint<'p> {
             "/introspect" => Introspect,
             "/login" => Chooser,
             "/consent" => Consent,
-            p if p == PROTECTED_RESOURCE_METADATA
-                || p.starts_with(&format!("{PROTECTED_RESOURCE_METADATA}/")) =>
+            p if p
+                .strip_prefix(PROTECTED_RESOURCE_METADATA)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) =>
             {
                 ProtectedResourceMetadata(&p[PROTECTED_RESOURCE_METADATA.len()..])
             }

@@ -2,7 +2,6 @@
 //! or backslashes; a set of them travels as one space-separated string. Sets are kept sorted
 //! so equal sets print and compare equally.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -59,9 +58,25 @@ impl fmt::Display for Scope {
 pub const IGNORED_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
 
 /// A set of scopes. Serialized as a list (the store's format); printed space-separated.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ScopeSet(BTreeSet<Scope>);
+/// Kept as a sorted, deduplicated slice: sets hold a handful of scopes, and every cached
+/// token holds one (a B-tree node would be ~300 bytes of it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(from = "Vec<Scope>")]
+pub struct ScopeSet(Box<[Scope]>);
+
+impl From<Vec<Scope>> for ScopeSet {
+    fn from(mut v: Vec<Scope>) -> Self {
+        v.sort_unstable();
+        v.dedup();
+        Self(v.into_boxed_slice())
+    }
+}
+
+impl Serialize for ScopeSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
 
 impl ScopeSet {
     /// A `scope` parameter: split on spaces only, tolerating repeated and leading ones
@@ -71,13 +86,17 @@ impl ScopeSet {
         raw.split(' ')
             .filter(|s| !s.is_empty())
             .map(|s| Scope::parse(s).map_err(|e| format!("`{s}` {e}")))
-            .collect::<Result<_, _>>()
-            .map(Self)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self::from)
     }
 
     /// Without the scopes that only concern OIDC or token lifetime.
     pub fn without_ignored(self) -> Self {
-        Self(self.0.into_iter().filter(|s| !s.is_ignored()).collect())
+        self.0
+            .into_vec()
+            .into_iter()
+            .filter(|s| !s.is_ignored())
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -93,16 +112,20 @@ impl ScopeSet {
     }
 
     pub fn is_subset(&self, other: &ScopeSet) -> bool {
-        self.0.is_subset(&other.0)
+        self.0.iter().all(|s| other.0.binary_search(s).is_ok())
     }
 
     /// Both sets together.
     pub fn union(&self, other: &ScopeSet) -> ScopeSet {
-        Self(self.0.union(&other.0).cloned().collect())
+        self.0.iter().chain(other.0.iter()).collect()
     }
 
     pub fn insert(&mut self, s: Scope) {
-        self.0.insert(s);
+        if let Err(at) = self.0.binary_search(&s) {
+            let mut v = std::mem::take(&mut self.0).into_vec();
+            v.insert(at, s);
+            self.0 = v.into_boxed_slice();
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Scope> {
@@ -112,13 +135,13 @@ impl ScopeSet {
 
 impl FromIterator<Scope> for ScopeSet {
     fn from_iter<I: IntoIterator<Item = Scope>>(it: I) -> Self {
-        Self(it.into_iter().collect())
+        Self::from(it.into_iter().collect::<Vec<_>>())
     }
 }
 
 impl<'a> FromIterator<&'a Scope> for ScopeSet {
     fn from_iter<I: IntoIterator<Item = &'a Scope>>(it: I) -> Self {
-        Self(it.into_iter().cloned().collect())
+        it.into_iter().cloned().collect()
     }
 }
 

@@ -158,6 +158,25 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
         .unwrap_or(default)
     }
 
+    /// A count of at least `min`; a smaller one is reported and `default` used.
+    fn at_least(
+        &mut self,
+        value: &Option<toml::Spanned<usize>>,
+        key: &str,
+        default: usize,
+        min: usize,
+    ) -> usize {
+        match value {
+            Some(n) if *n.get_ref() < min => {
+                self.src
+                    .push(n.span(), key, format!("must be at least {min}"));
+                default
+            }
+            Some(n) => *n.get_ref(),
+            None => default,
+        }
+    }
+
     /// A required key's raw value, or `None` after reporting it missing at its table `at`.
     fn present<'v>(&mut self, value: &'v Option<Text>, key: &str, at: Span) -> Option<&'v Text> {
         if value.is_none() {

@@ -13,6 +13,10 @@ use crate::config::model::{HeaderLimits, PublicUrl, ServerConfig};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+pub const DEFAULT_TOKEN_CACHE_ENTRIES: usize = 1_000_000;
+/// Pingora keeps 128 idle upstream connections by default: under more concurrent requests
+/// than that, every other request opened a new connection (and left one in TIME_WAIT).
+pub const DEFAULT_UPSTREAM_KEEPALIVE_POOL: usize = 4096;
 const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
@@ -50,25 +54,15 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         };
         let origins = s.allowed_origins.as_deref().unwrap_or_default();
         let allowed_origins = self.parsed_list(origins, "server.allowed_origins", origin);
-        let mut limit = |v: &Option<Spanned<usize>>, key: &str, default: usize, min: usize| match v
-        {
-            Some(n) if *n.get_ref() < min => {
-                self.src
-                    .push(n.span(), key, format!("must be at least {min}"));
-                default
-            }
-            Some(n) => *n.get_ref(),
-            None => default,
-        };
         let header_limits = HeaderLimits {
-            max_line: limit(&s.max_header_line, "server.max_header_line", 8 * 1024, 1024),
-            max_total: limit(
+            max_line: self.at_least(&s.max_header_line, "server.max_header_line", 8 * 1024, 1024),
+            max_total: self.at_least(
                 &s.max_header_size,
                 "server.max_header_size",
                 32 * 1024,
                 1024,
             ),
-            max_count: limit(&s.max_headers, "server.max_headers", 100, 10),
+            max_count: self.at_least(&s.max_headers, "server.max_headers", 100, 10),
         };
         let shutdown_grace = self.duration_within(
             &s.shutdown_grace,
@@ -82,7 +76,21 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
                 .map_err(|_| format!("`{p}` is not an IP address or CIDR (e.g. \"10.0.0.0/8\")"))
         });
+        let token_cache_entries = self.at_least(
+            &s.token_cache_entries,
+            "server.token_cache_entries",
+            DEFAULT_TOKEN_CACHE_ENTRIES,
+            16,
+        );
+        let upstream_keepalive_pool = self.at_least(
+            &s.upstream_keepalive_pool,
+            "server.upstream_keepalive_pool",
+            DEFAULT_UPSTREAM_KEEPALIVE_POOL,
+            1,
+        );
         Some(ServerConfig {
+            token_cache_entries,
+            upstream_keepalive_pool,
             watch_config: s.watch_config,
             trusted_proxies,
             shutdown_grace,

@@ -109,6 +109,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             }
             out.push(Upstream {
                 name,
+                check_key: next_check_key(),
                 host,
                 path,
                 url,
@@ -178,4 +179,10 @@ fn route_path(s: &str) -> Result<RoutePath, String> {
         }
     }
     Ok(p)
+}
+
+/// A fresh [`Upstream::check_key`].
+fn next_check_key() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }

@@ -2,6 +2,8 @@
 //! AES-256-GCM sealing for cookies and flow state. (What the store keeps of a secret, its
 //! sha256, is [`crate::vocab::SecretHash`].)
 
+pub mod tokens;
+
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
