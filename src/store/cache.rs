@@ -303,7 +303,4 @@ impl Store for Cached {
     async fn backup(&self, to: &std::path::Path) -> Result<StoreStats, StoreError> {
         self.inner.backup(to).await
     }
-    async fn token_tags(&self) -> Result<([u8; 16], u64), StoreError> {
-        self.inner.token_tags().await
-    }
 }

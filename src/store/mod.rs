@@ -139,9 +139,6 @@ pub trait Store: Send + Sync + 'static {
     async fn stats(&self) -> Result<StoreStats, StoreError>;
     /// Writes a consistent copy of the whole store to a new file at `to`.
     async fn backup(&self, to: &std::path::Path) -> Result<StoreStats, StoreError>;
-
-    /// The key of token tags, and since when tokens are tagged (created with the store).
-    async fn token_tags(&self) -> Result<([u8; 16], u64), StoreError>;
 }
 
 /// What one sweep removed.

@@ -426,10 +426,6 @@ impl Store for RedbStore {
         let path = self.path().to_path_buf();
         self.blocking(move |db| admin::stats(db, &path)).await
     }
-    async fn token_tags(&self) -> Result<([u8; 16], u64), StoreError> {
-        self.blocking(admin::token_tags).await
-    }
-
     async fn backup(&self, to: &Path) -> Result<StoreStats, StoreError> {
         let to = to.to_path_buf();
         self.blocking(move |db| {
