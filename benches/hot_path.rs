@@ -356,9 +356,86 @@ fn request_work(c: &mut Criterion) {
     group.finish();
 }
 
+/// Policies (examples/policies.toml with policies/): a decision on a `tools/call` (goal
+/// ≤ 1 µs), the whole per-request check (the body parsed too), and filtering a `tools/list`
+/// SSE response of server-everything's size against copying it.
+fn policy(c: &mut Criterion) {
+    use authgate::policy::{Call, Subject};
+    use authgate::proxy::list_filter::{ListFilter, ListKind};
+    let mut group = c.benchmark_group("policy");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/policies.toml");
+    let config = authgate::config::load(&path).expect("examples/policies.toml loads");
+    let upstream = config.upstream("everything").unwrap().clone();
+    let rules = config.policy.upstream("everything").unwrap();
+    let mut rec = record(7);
+    rec.identity.groups = vec!["demo".into()];
+    group.bench_function("access_decision", |b| {
+        b.iter(|| {
+            let who = Subject::new(
+                &config.policy,
+                &rec.identity,
+                rec.client_id.as_str(),
+                &rec.scopes,
+            );
+            black_box(rules.access(&who, NOW).allowed)
+        })
+    });
+    let call = Call {
+        method: "tools/call",
+        name: Some("trigger-long-running-operation"),
+    };
+    group.bench_function("call_decision", |b| {
+        b.iter(|| {
+            let who = Subject::new(
+                &config.policy,
+                &rec.identity,
+                rec.client_id.as_str(),
+                &rec.scopes,
+            );
+            black_box(rules.call(&who, black_box(call), NOW).allowed)
+        })
+    });
+    let body = br#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello through authgate"},"_meta":{"progressToken":42}}}"#;
+    group.bench_function("call_check_with_body", |b| {
+        b.iter(|| {
+            black_box(matches!(
+                authgate::proxy::policy::calls(&config, &upstream, rules, &rec, black_box(body)),
+                authgate::proxy::policy::Verdict::Pass(_)
+            ))
+        })
+    });
+    // A tools/list result the size of server-everything's (13 tools with schemas), as SSE.
+    let tools: Vec<serde_json::Value> = (0..13)
+        .map(|i| serde_json::json!({"name": format!("tool-{i}"), "description": "Does a thing with the input it is given, at some length to be realistic", "inputSchema": {"type": "object", "properties": {"message": {"type": "string", "description": "The message"}, "count": {"type": "number"}}, "required": ["message"]}}))
+        .collect();
+    let event = format!(
+        "event: message\ndata: {}\n\n",
+        serde_json::json!({"jsonrpc": "2.0", "id": 3, "result": {"tools": tools}})
+    );
+    group.throughput(Throughput::Bytes(event.len() as u64));
+    group.bench_function("tools_list_copy", |b| {
+        b.iter(|| black_box(bytes::Bytes::copy_from_slice(black_box(event.as_bytes()))))
+    });
+    group.bench_function("tools_list_filter", |b| {
+        b.iter(|| {
+            let keep = Box::new(|_: ListKind, name: &str| !name.ends_with('3'));
+            let mut f = ListFilter::new(
+                Some("text/event-stream"),
+                vec![(serde_json::json!(3), ListKind::Tools)],
+                keep,
+                false,
+            )
+            .unwrap();
+            black_box(f.feed(black_box(event.as_bytes()), true))
+        })
+    });
+    group.finish();
+}
+
 fn main() {
     let mut c = configure().configure_from_args();
     bearer(&mut c);
     request_work(&mut c);
+    policy(&mut c);
     c.final_summary();
 }

@@ -26,6 +26,7 @@ pub mod logging;
 pub mod login;
 pub mod metrics;
 pub mod oauth;
+pub mod policy;
 pub mod proxy;
 pub mod server;
 pub mod store;

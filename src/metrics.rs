@@ -68,6 +68,7 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     pub mcp_requests: IntCounterVec,
     pub mcp_errors: IntCounterVec,
+    pub policy_decisions: IntCounterVec,
     pub store_entries: IntGaugeVec,
     pub store_writes: Histogram,
     pub store_failures: IntCounter,
@@ -221,6 +222,12 @@ impl Metrics {
             "MCP JSON-RPC requests, by upstream, method and (tools/call) tool",
             &["upstream", "method", "tool"],
         );
+        let policy_decisions = counter(
+            &r,
+            "policy_decisions_total",
+            "Policy decisions, by upstream, what was decided (access, call, list_item, step_up) and result (allowed, denied)",
+            &["upstream", "kind", "result"],
+        );
         let mcp_errors = counter(
             &r,
             "mcp_errors_total",
@@ -300,6 +307,7 @@ impl Metrics {
             rate_limited,
             mcp_requests,
             mcp_errors,
+            policy_decisions,
             store_entries,
             store_writes,
             store_failures,
@@ -314,7 +322,7 @@ impl Metrics {
     /// Every metric's name (`/metrics` shows a labelled family once it has a sample).
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 28] = [
+        let collectors: [&dyn Collector; 29] = [
             &self.requests,
             &self.request_duration,
             &self.requests_in_flight,
@@ -335,6 +343,7 @@ impl Metrics {
             &self.rate_limited,
             &self.mcp_requests,
             &self.mcp_errors,
+            &self.policy_decisions,
             &self.store_entries,
             &self.store_writes,
             &self.store_failures,

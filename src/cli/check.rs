@@ -57,6 +57,15 @@ pub fn summary(path: &Path, c: &config::Config) -> String {
             u.name,
         );
     }
+    if !c.policy.rules.is_empty() || !c.policy.scope_requirements.is_empty() {
+        let _ = writeln!(
+            w,
+            "  policies    {} rule(s), {} group(s), {} tool scope requirement(s)",
+            c.policy.rules.len(),
+            c.policy.groups.len(),
+            c.policy.scope_requirements.len()
+        );
+    }
     let _ = writeln!(w, "  providers   {}", c.providers.len());
     for p in &c.providers {
         let what = match &p.kind {

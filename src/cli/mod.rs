@@ -5,6 +5,7 @@
 mod admin;
 mod check;
 mod offline;
+mod policy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,6 +85,11 @@ pub enum Command {
     },
     /// Print the JSON schema of the config file (for editors: taplo, Even Better TOML).
     Schema,
+    /// Explain and test the policies of a config (nothing runs, nothing is contacted).
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -105,6 +111,7 @@ pub fn main() -> ExitCode {
         Command::Migrate { config, dry_run } => offline::migrate(&config, dry_run),
         Command::Restore { config, backup } => offline::restore(&config, &backup),
         Command::Schema => offline::schema(),
+        Command::Policy { command } => policy::run(command),
     }
 }
 

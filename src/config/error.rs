@@ -37,7 +37,7 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 impl ConfigErrors {
     /// In file order, as an editor would walk them.
     pub fn sorted(mut errors: Vec<ConfigError>) -> Self {
-        errors.sort_by_key(|e| (e.line, e.column));
+        errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
         Self(errors)
     }
 }

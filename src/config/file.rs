@@ -61,6 +61,9 @@ pub struct FileConfig {
     #[serde(default)]
     #[schemars(with = "Option<AuditSection>")]
     pub audit: Option<Spanned<AuditSection>>,
+    #[serde(default)]
+    #[schemars(with = "Option<PolicySection>")]
+    pub policy: Option<Spanned<PolicySection>>,
 }
 
 /// `[admin]`: the listener for metrics and the admin API.
@@ -297,4 +300,91 @@ pub struct UpstreamSection {
     /// How long an idle connection to the upstream is kept for reuse.
     #[schemars(with = "Option<String>")]
     pub keepalive_timeout: Option<Text>,
+}
+
+/// `[policy]`: the policy files to load (see `policies/`).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// Files, or folders whose `*.toml` files (tests `*.test.toml` aside) are all loaded;
+    /// relative to this config file.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub files: Vec<Text>,
+}
+
+/// A policy file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    #[serde(default, rename = "group")]
+    pub groups: Vec<Spanned<GroupSection>>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<Spanned<RuleSection>>,
+    #[serde(default)]
+    pub tool_scopes: Vec<Spanned<ToolScopesSection>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSection {
+    pub name: Option<Text>,
+    #[serde(default)]
+    pub emails: Vec<Text>,
+    #[serde(default)]
+    pub email_domains: Vec<Text>,
+    #[serde(default)]
+    pub provider_groups: Vec<Text>,
+    #[serde(default)]
+    pub admins: Vec<Text>,
+    #[serde(default)]
+    pub owners: Vec<Text>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EffectName {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSection {
+    pub name: Option<Text>,
+    pub effect: Option<Spanned<EffectName>>,
+    pub upstreams: Option<Spanned<Vec<Text>>>,
+    #[serde(default)]
+    pub users: Vec<Text>,
+    #[serde(default)]
+    pub emails: Vec<Text>,
+    #[serde(default)]
+    pub email_domains: Vec<Text>,
+    #[serde(default)]
+    pub groups: Vec<Text>,
+    #[serde(default)]
+    pub providers: Vec<Text>,
+    #[serde(default)]
+    pub clients: Vec<Text>,
+    #[serde(default)]
+    pub scopes: Vec<Text>,
+    #[serde(default)]
+    pub methods: Vec<Text>,
+    #[serde(default)]
+    pub tools: Vec<Text>,
+    #[serde(default)]
+    pub prompts: Vec<Text>,
+    #[serde(default)]
+    pub resources: Vec<Text>,
+    pub expires: Option<Spanned<toml::value::Datetime>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolScopesSection {
+    pub upstreams: Option<Spanned<Vec<Text>>>,
+    #[serde(default)]
+    pub tools: Vec<Text>,
+    #[serde(default)]
+    pub scopes: Vec<Text>,
 }

@@ -25,6 +25,8 @@ pub struct Config {
     /// The metrics and admin listener; `None` without an `[admin]` table.
     pub admin: Option<AdminConfig>,
     pub audit: AuditConfig,
+    /// Who may reach which upstream and call what there (`[policy] files`).
+    pub policy: std::sync::Arc<crate::policy::PolicySet>,
 }
 
 /// Metrics and the admin API, on a listener of their own (loopback by default).

@@ -10,7 +10,7 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::local::{answer, answer_and_close};
-use super::{mcp, observe, RequestCtx};
+use super::{mcp, observe, policy, RequestCtx};
 use crate::vocab::ErrorCode;
 use crate::web::Reply;
 
@@ -25,7 +25,10 @@ const MAX_HELD_BODY: usize = 16 * 1024 * 1024;
 /// arranges for a large one to be held or sent on.
 pub async fn preread(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
     let req = session.req_header();
-    let mirrored = req.method == http::Method::POST && mcp::has_mirrored_headers(&req.headers);
+    let post = req.method == http::Method::POST;
+    let mirrored = post && mcp::has_mirrored_headers(&req.headers);
+    // Held until complete when something must read the whole body before it goes on.
+    let inspect = mirrored || (post && ctx.inspect_calls);
     let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
     let length = req
         .headers
@@ -37,7 +40,7 @@ pub async fn preread(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
         return refuse_too_large(session, ctx).await;
     }
     if length > PREREAD_LIMIT {
-        if mirrored {
+        if inspect {
             ctx.hold = Some(bytes::BytesMut::new());
         }
         return Ok(false);
@@ -57,7 +60,7 @@ pub async fn preread(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
                         ctx.body_bytes = body.len();
                         // A long chunked body: what was read goes on ahead of the rest
                         // (Pingora's retry buffer only replays 64 KiB).
-                        if mirrored {
+                        if inspect {
                             ctx.hold = Some(body);
                         } else {
                             ctx.prefix = Some(body.freeze());
@@ -80,17 +83,45 @@ pub async fn preread(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
     if session.req_header().method == http::Method::POST {
         ctx.calls = observe::calls(&body);
     }
-    if !mirrored {
-        return Ok(false);
-    }
-    match mcp::check(&session.req_header().headers, &body) {
-        Ok(call) => {
-            ctx.mcp = Some(call);
-            Ok(false)
+    if mirrored {
+        match mcp::check(&session.req_header().headers, &body) {
+            Ok(call) => ctx.mcp = Some(call),
+            Err(m) => {
+                ctx.refused = Some("mcp_header_mismatch");
+                return answer(session, m.reply().with_origin(ctx.origin.as_deref())).await;
+            }
         }
-        Err(m) => {
-            ctx.refused = Some("mcp_header_mismatch");
-            answer(session, m.reply().with_origin(ctx.origin.as_deref())).await
+    }
+    if post && ctx.inspect_calls {
+        if let Some(reply) = check_calls(ctx, &body) {
+            return answer(session, reply.with_origin(ctx.origin.as_deref())).await;
+        }
+    }
+    Ok(false)
+}
+
+/// The upstream's call rules over a complete body: `Some` answer when a call is refused;
+/// else the list requests to filter are noted.
+fn check_calls(ctx: &mut RequestCtx, body: &[u8]) -> Option<Reply> {
+    let (snapshot, route, record) = (
+        ctx.snapshot.as_ref()?,
+        ctx.route.as_ref()?,
+        ctx.access.as_ref()?,
+    );
+    let config = &snapshot.config;
+    let rules = config.policy.upstream(route.upstream.name.as_str())?;
+    match policy::calls(config, &route.upstream, rules, record, body) {
+        policy::Verdict::Pass(lists) => {
+            ctx.lists = lists;
+            None
+        }
+        policy::Verdict::StepUp(reply) => {
+            ctx.refused = Some("scope");
+            Some(reply)
+        }
+        policy::Verdict::Deny(reply) => {
+            ctx.refused = Some("policy");
+            Some(reply)
         }
     }
 }
@@ -156,16 +187,23 @@ pub fn filter(
     }
     let all = ctx.hold.take().unwrap_or_default().freeze();
     ctx.calls = observe::calls(&all);
-    match mcp::check(&session.req_header().headers, &all) {
-        Ok(call) => {
-            ctx.mcp = Some(call);
-            *body = Some(all);
-            Ok(())
-        }
-        Err(m) => {
-            ctx.refused = Some("mcp_header_mismatch");
-            ctx.refusal = Some(m.reply());
-            Error::e_explain(ErrorType::HTTPStatus(400), "MCP header mismatch")
+    if mcp::has_mirrored_headers(&session.req_header().headers) {
+        match mcp::check(&session.req_header().headers, &all) {
+            Ok(call) => ctx.mcp = Some(call),
+            Err(m) => {
+                ctx.refused = Some("mcp_header_mismatch");
+                ctx.refusal = Some(m.reply());
+                return Error::e_explain(ErrorType::HTTPStatus(400), "MCP header mismatch");
+            }
         }
     }
+    if ctx.inspect_calls {
+        if let Some(reply) = check_calls(ctx, &all) {
+            let status = reply.status;
+            ctx.refusal = Some(reply);
+            return Error::e_explain(ErrorType::HTTPStatus(status), "refused by policy");
+        }
+    }
+    *body = Some(all);
+    Ok(())
 }

@@ -9,7 +9,7 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::router::Route;
-use super::{mcp, observe, Snapshot};
+use super::{list_filter, mcp, observe, Snapshot};
 use crate::metrics::{metrics, UpstreamMetrics};
 use crate::store::AccessRecord;
 use crate::web::Reply;
@@ -78,6 +78,12 @@ pub struct RequestCtx {
     pub(super) body_bytes: usize,
     /// Why authgate refused the request itself, for the access log.
     pub(super) refused: Option<&'static str>,
+    /// The upstream has call rules or tool scopes: JSON-RPC bodies are checked against them.
+    pub(super) inspect_calls: bool,
+    /// List requests (id, kind) whose results policy filters.
+    pub(super) lists: Vec<(serde_json::Value, list_filter::ListKind)>,
+    /// Filters the list results in the response, once it has started.
+    pub(super) list_filter: Option<list_filter::ListFilter>,
 }
 
 impl RequestCtx {
@@ -104,6 +110,9 @@ impl RequestCtx {
             refusal: None,
             body_bytes: 0,
             refused: None,
+            inspect_calls: false,
+            lists: Vec::new(),
+            list_filter: None,
         }
     }
 

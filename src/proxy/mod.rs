@@ -5,15 +5,17 @@
 //!    classify the path. The authorization server's endpoints, `/healthz` and `/readyz` are
 //!    answered here (`Ok(true)`); unknown paths get a JSON 404. On an upstream route: the
 //!    browser Origin is checked, CORS preflights answered, the bearer token checked
-//!    (`bearer`), and a body of up to 64 KiB read, so a malformed one or 2026-07-28
-//!    `Mcp-Method`/`Mcp-Name` headers that do not match it (`mcp`) never reach the upstream.
+//!    (`bearer`) and the upstream's access policies (`policy`), and a body of up to 64 KiB
+//!    read, so a malformed one, 2026-07-28 `Mcp-Method`/`Mcp-Name` headers that do not
+//!    match it (`mcp`) or a call a policy denies never reach the upstream.
 //! 2. `upstream_peer`: the route's peer; its host name is resolved on first use and again
 //!    every `dns_refresh` (`router`).
 //! 3. `upstream_request_filter`: rewrite path and `Host`, set forwarding headers, replace
 //!    identity headers (`headers`).
 //! 4. Bodies stream both ways, so SSE is never buffered; only a large request body with
 //!    mirrored MCP headers is held in `request_body_filter` until it is checked.
-//! 5. `response_filter`: CORS headers for an allowed browser origin.
+//! 5. `response_filter`: CORS headers for an allowed browser origin; a list result that
+//!    policies filter gets a `list_filter`, which `response_body_filter` feeds.
 //! 6. `fail_to_proxy`: 502/504 (or the -32020 mismatch) with a JSON body.
 //! 7. `logging`: one access-log line, for local answers and proxied ones alike.
 
@@ -23,9 +25,11 @@ mod context;
 pub mod cors;
 pub mod headers;
 pub mod limits;
+pub mod list_filter;
 pub mod local;
 pub mod mcp;
 pub mod observe;
+pub mod policy;
 pub mod router;
 
 use std::sync::Arc;
@@ -177,6 +181,15 @@ impl Gateway {
                             .diagnostics
                             .note(ip, client, Step::Call, Ok(()));
                     }
+                    if let Some(reply) = policy::access(config, upstream, &checked.record) {
+                        ctx.refused = Some("policy");
+                        ctx.access = Some(checked.record);
+                        return answer(session, reply.with_origin(ctx.origin.as_deref())).await;
+                    }
+                    ctx.inspect_calls = config
+                        .policy
+                        .upstream(upstream.name.as_str())
+                        .is_some_and(|r| r.inspects_calls());
                     ctx.access = Some(checked.record);
                 }
                 Err(denied) => {
@@ -195,6 +208,41 @@ impl Gateway {
         }
         body::preread(session, ctx).await
     }
+}
+
+/// The filter for a response to list requests policy filters; its length changes, so it is
+/// sent chunked.
+fn list_filter_for(
+    session: &Session,
+    response: &mut pingora::http::ResponseHeader,
+    ctx: &mut RequestCtx,
+) -> Result<Option<list_filter::ListFilter>> {
+    let (Some(snapshot), Some(route), Some(record)) = (&ctx.snapshot, &ctx.route, &ctx.access)
+    else {
+        return Ok(None);
+    };
+    let content_type = response
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    // MCP 2026-07-28 list results may be cached: one filtered for a caller is private.
+    let private = session
+        .req_header()
+        .headers
+        .get("mcp-protocol-version")
+        .is_some_and(|v| v.as_bytes() >= b"2026-07-28".as_slice());
+    let keep = policy::keep(
+        snapshot.clone(),
+        route.upstream.name.to_string(),
+        record.clone(),
+    );
+    let filter =
+        list_filter::ListFilter::new(content_type, std::mem::take(&mut ctx.lists), keep, private);
+    if filter.is_some() {
+        response.remove_header(&http::header::CONTENT_LENGTH);
+        response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+    }
+    Ok(filter)
 }
 
 #[async_trait]
@@ -314,11 +362,14 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut pingora::http::ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.status = upstream_response.status.as_u16();
+        if !ctx.lists.is_empty() && ctx.status == 200 {
+            ctx.list_filter = list_filter_for(session, upstream_response, ctx)?;
+        }
         if !ctx.calls.is_empty() {
             let content_type = upstream_response
                 .headers
@@ -339,6 +390,10 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<std::time::Duration>> {
+        if let Some(filter) = ctx.list_filter.as_mut() {
+            let out = filter.feed(body.as_deref().unwrap_or_default(), end_of_stream);
+            *body = Some(out);
+        }
         if !matches!(ctx.scan, observe::ResponseScan::Off) {
             let chunk = body.as_deref().unwrap_or_default();
             let errors = ctx.scan.feed(chunk, end_of_stream);

@@ -5,6 +5,7 @@
 mod auth;
 mod client;
 mod ops;
+mod policy;
 mod provider;
 mod server;
 mod upstream;
@@ -45,6 +46,13 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
         let cimd = self.cimd(file.cimd.as_ref());
         let admin = self.admin(file.admin.as_ref(), server.as_ref().map(|s| &s.listen[..]));
         let audit = self.audit(file.audit.as_ref(), config_dir);
+        let policy = self.policy(
+            file.policy.as_ref(),
+            config_dir,
+            &upstreams,
+            &providers,
+            &scopes,
+        );
         // Only when no [[provider]] is written at all: a provider with errors of its own has
         // been reported already, and its consequences are not news.
         if file.providers.is_empty() {
@@ -76,6 +84,7 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
             cimd,
             admin,
             audit,
+            policy: std::sync::Arc::new(policy),
         })
     }
 
