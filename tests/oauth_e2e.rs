@@ -26,11 +26,33 @@ issuer = "{issuer}"
 client_id = "authgate"
 client_secret = "${{CORP_SECRET}}"
 # Re-check people at the IdP (with the refresh token it issued at login) on refreshes.
-reverify_every = "1s""#
+reverify_every = "1s"
+# Groups from a nested claim (Keycloak's realm roles); the policy below admits corp people
+# only with the role, so the scenario's tool calls prove the claim was read.
+groups_claim = "realm_access.roles"
+
+[policy]
+files = ["policy.toml"]"#
         ))
         .alice("email = \"alice@example.test\"")
         .build()
 }
+
+/// bob signs in at corp with the role `bob-role` in `realm_access.roles`; alice is local.
+const POLICY: &str = r#"
+[[rule]]
+name = "corp people with their role"
+effect = "allow"
+upstreams = ["everything"]
+providers = ["corp"]
+groups = ["bob-role"]
+
+[[rule]]
+name = "local accounts"
+effect = "allow"
+upstreams = ["everything"]
+providers = ["local"]
+"#;
 
 /// Asserts every step of the scenario the SDK client reports.
 fn assert_scenario(out: &Value, gw: &Gateway) {
@@ -111,10 +133,12 @@ async fn scenario(fill: &str, extra_args: &[&str]) -> (Value, Gateway, Vec<commo
     let (addr, guard) = common::reserve_addr();
     let redirect = format!("http://{addr}/callback/corp");
     let idp = start_oidc_provider(idp_listener, "authgate", "corp-secret-for-tests", &redirect);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.toml"), POLICY).unwrap();
     let gw = Gateway::start_at(
         addr,
         guard,
-        tempfile::tempdir().unwrap(),
+        dir,
         &config(&mcp_url, &issuer),
         &[("CORP_SECRET", "corp-secret-for-tests")],
     )

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::flow::tokens_for;
+use common::flow::{self, tokens_for};
 use common::{e2e_dir, start_everything, Gateway, TestConfig};
 use serde_json::{json, Value};
 
@@ -103,22 +103,33 @@ async fn policies_decide_upstreams_tools_and_lists_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(&dir, &everything_url, &v2_url).await;
 
-    // Allowed on `everything`, refused on `ops` (an allow-list of emails she is not on).
+    // Allowed on `everything`; refused on `ops` (an allow-list of emails she is not on) at
+    // sign-in already: a page says so and no code is issued.
     let everything = gw.url("/everything");
     let (_, tokens) = tokens_for(&gw, &everything).await;
     let token = tokens["access_token"].as_str().unwrap();
-    let (_, ops_tokens) = tokens_for(&gw, &gw.url("/ops")).await;
-    let r = post(
-        &gw,
-        "/ops",
-        ops_tokens["access_token"].as_str().unwrap(),
-        &[],
-        json!({"jsonrpc":"2.0","id":1,"method":"ping"}),
-    )
-    .await;
+    let b = flow::browser();
+    let client = flow::public_client(&gw).await;
+    let r = b
+        .get(flow::authorize_url(&gw, &client, &gw.url("/ops"), &[]))
+        .send()
+        .await
+        .unwrap();
+    let login = flow::page(&b, &gw, &flow::location(&r)).await;
+    let (flow_id, csrf) = (flow::hidden(&login, "flow"), flow::hidden(&login, "csrf"));
+    let form = [
+        ("flow", flow_id.as_str()),
+        ("csrf", csrf.as_str()),
+        ("username", "alice"),
+        ("password", "pw"),
+    ];
+    let r = flow::post_form(&b, &gw.url("/login/local"), None, &form).await;
     assert_eq!(r.status(), 403);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"], "access_denied", "{body}");
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("Not allowed here") && page.contains("ops"),
+        "{page}"
+    );
 
     // The SDK client: the tool list (SSE from server-everything) holds only what she may
     // call; a denied call is a JSON-RPC error and the session goes on.
@@ -219,6 +230,24 @@ async fn policies_decide_upstreams_tools_and_lists_end_to_end() {
     // A header naming an allowed tool over a body calling a denied one is still a mismatch.
     let r = post(&gw, "/v2", v2_token, &v2_headers("tools/call", Some("get-sum")), json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{}}})).await;
     assert_eq!(r.status(), 400);
+
+    // Policies reload with the config: a rule added by SIGHUP closes `everything` to alice,
+    // and her token, valid a moment ago, is refused at once.
+    let closed = format!(
+        "{POLICY}\n[[rule]]\nname = \"alice is away\"\neffect = \"deny\"\nupstreams = [\"everything\"]\nemails = [\"alice@example.test\"]\n"
+    );
+    std::fs::write(dir.path().join("policy.toml"), closed).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &gw.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    gw.wait_for_log("config reloaded").await;
+    let ping = json!({"jsonrpc":"2.0","id":9,"method":"ping"});
+    let r = post(&gw, "/everything", token, &[], ping).await;
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "access_denied", "{body}");
 
     let metrics_lines: Vec<String> = gw
         .logs()

@@ -165,6 +165,14 @@ pub struct ProviderSection {
     pub scopes: Option<Vec<Text>>,
     #[schemars(with = "Option<String>")]
     pub reverify_every: Option<Text>,
+    /// OIDC: the claim (a dotted path, e.g. `realm_access.roles`) holding the person's groups,
+    /// read from the ID token and userinfo.
+    #[schemars(with = "Option<String>")]
+    pub groups_claim: Option<Text>,
+    /// GitHub: read the person's organisations and teams as groups (`org`, `org/team`);
+    /// asks GitHub for the `read:org` scope.
+    #[serde(default)]
+    pub teams: bool,
     #[serde(default)]
     #[schemars(with = "Vec<UserSection>")]
     pub users: Vec<Spanned<UserSection>>,

@@ -174,6 +174,8 @@ pub struct OidcSettings {
     pub scopes: Vec<String>,
     /// `<public_url>/callback/<provider id>`.
     pub redirect_uri: String,
+    /// The claim holding the person's groups, as a dotted path (`groups` by default).
+    pub groups_claim: String,
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +184,8 @@ pub struct GitHubSettings {
     pub client_secret: Secret,
     /// `<public_url>/callback/<provider id>`.
     pub redirect_uri: String,
+    /// Organisations and teams become groups (`org`, `org/team`); needs `read:org`.
+    pub teams: bool,
 }
 
 #[derive(Debug, Clone)]

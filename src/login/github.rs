@@ -44,12 +44,15 @@ fn client(
 
 pub fn start(s: &GitHubSettings) -> Result<Start, LoginError> {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let (url, state) = client(s)?
+    let client = client(s)?;
+    let mut request = client
         .authorize_url(CsrfToken::new_random)
         .add_scope(Scope::new("read:user".into()))
-        .add_scope(Scope::new("user:email".into()))
-        .set_pkce_challenge(challenge)
-        .url();
+        .add_scope(Scope::new("user:email".into()));
+    if s.teams {
+        request = request.add_scope(Scope::new("read:org".into()));
+    }
+    let (url, state) = request.set_pkce_challenge(challenge).url();
     Ok(Start {
         url: url.to_string(),
         state: Secret::new(state.secret().clone()),
@@ -110,14 +113,74 @@ pub async fn finish(
             Vec::new()
         }
     };
+    // Teams decide policies (deny rules too): a person whose teams cannot be read is not
+    // signed in without them.
+    let groups = match s.teams {
+        true => {
+            let orgs: Vec<Org> = pages(&get, "/user/orgs").await?;
+            let teams: Vec<Team> = pages(&get, "/user/teams").await?;
+            groups_of(orgs, teams)
+        }
+        false => Vec::new(),
+    };
     let identity = Identity {
         provider: provider_id.to_string(),
         subject: user.id.to_string(),
         email: primary_verified(&emails),
         name: user.name.or(Some(user.login)),
-        groups: Vec::new(),
+        groups,
     };
     Ok((identity, Some(token.access_token().secret().clone())))
+}
+
+#[derive(Deserialize)]
+struct Org {
+    login: String,
+}
+
+#[derive(Deserialize)]
+struct Team {
+    slug: String,
+    organization: Org,
+}
+
+/// Organisations as `org` and teams as `org/team`, the names policies use.
+fn groups_of(orgs: Vec<Org>, teams: Vec<Team>) -> Vec<String> {
+    let mut groups: Vec<String> = orgs.into_iter().map(|o| o.login).collect();
+    for t in teams {
+        if !groups.contains(&t.organization.login) {
+            groups.push(t.organization.login.clone());
+        }
+        groups.push(format!("{}/{}", t.organization.login, t.slug));
+    }
+    groups
+}
+
+/// Every page of a GitHub list (100 a page, at most 10 pages).
+async fn pages<T: serde::de::DeserializeOwned>(
+    get: &impl Fn(&str) -> reqwest::RequestBuilder,
+    path: &str,
+) -> Result<Vec<T>, LoginError> {
+    let mut all = Vec::new();
+    for page in 1..=10 {
+        let fail = |e: reqwest::Error| {
+            LoginError::Provider(format!("GitHub {path} (teams = true needs read:org): {e}"))
+        };
+        let batch: Vec<T> = get(&format!("{path}?per_page=100&page={page}"))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(fail)?
+            .json()
+            .await
+            .map_err(fail)?;
+        let last = batch.len() < 100;
+        all.extend(batch);
+        if last {
+            break;
+        }
+    }
+    Ok(all)
 }
 
 /// Re-checks the person with the access token kept from their login (GitHub OAuth App
@@ -170,11 +233,39 @@ mod tests {
             client_id: "cid".into(),
             client_secret: Secret::new("secret".into()),
             redirect_uri: "https://gw.example/callback/github".into(),
+            teams: false,
         };
         let s = start(&settings).unwrap();
         assert!(s.url.starts_with(AUTHORIZE));
         assert!(s.url.contains("code_challenge_method=S256"));
         assert!(s.url.contains(&format!("state={}", s.state.expose())));
         assert!(!s.url.contains("secret"));
+        assert!(!s.url.contains("read%3Aorg"));
+        let teams = GitHubSettings {
+            teams: true,
+            ..settings
+        };
+        assert!(start(&teams).unwrap().url.contains("read%3Aorg"));
+    }
+
+    #[test]
+    fn orgs_and_teams_become_groups() {
+        // The shapes GitHub's /user/orgs and /user/teams answer (fields trimmed).
+        let orgs: Vec<Org> =
+            serde_json::from_str(r#"[{"login":"acme","id":1},{"login":"oss","id":2}]"#).unwrap();
+        let teams: Vec<Team> = serde_json::from_str(
+            r#"[{"slug":"platform","name":"Platform","organization":{"login":"acme"}},{"slug":"red","organization":{"login":"hidden-org"}}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            groups_of(orgs, teams),
+            [
+                "acme",
+                "oss",
+                "acme/platform",
+                "hidden-org",
+                "hidden-org/red"
+            ]
+        );
     }
 }

@@ -30,14 +30,51 @@ pub struct MetadataCache {
     clients: Mutex<HashMap<SecretHash, (Arc<Client>, Instant)>>,
 }
 
-/// The `groups` claim many providers (Keycloak, Okta, Entra with a groups claim) put in
-/// userinfo.
+/// Every claim userinfo sends beyond the standard ones: the groups claim is configurable
+/// (`groups`, Keycloak's `realm_access.roles`, an Entra `roles`...).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct GroupsClaim {
-    #[serde(default)]
-    groups: Option<Vec<String>>,
+struct OtherClaims {
+    #[serde(flatten)]
+    claims: serde_json::Map<String, serde_json::Value>,
 }
-impl AdditionalClaims for GroupsClaim {}
+impl AdditionalClaims for OtherClaims {}
+
+/// The groups at `path` (dotted) in a claims object: an array of strings, or one string.
+fn groups_at(claims: &serde_json::Map<String, serde_json::Value>, path: &str) -> Vec<String> {
+    let mut parts = path.split('.');
+    let first = parts.next().and_then(|p| claims.get(p));
+    let value = parts.fold(first, |v, p| v.and_then(|v| v.get(p)));
+    match value {
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .filter_map(|g| g.as_str().map(str::to_string))
+            .collect(),
+        Some(serde_json::Value::String(one)) => vec![one.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// The claims of an ID token whose signature, issuer, audience, expiry and nonce were
+/// checked already (by `IdToken::claims`): its payload, read for claims the typed view
+/// leaves out.
+fn id_token_claims(jwt: &str) -> serde_json::Map<String, serde_json::Value> {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// Adds groups not there yet, keeping their order.
+fn add_groups(identity: &mut Identity, groups: Vec<String>) {
+    for g in groups {
+        if !identity.groups.contains(&g) {
+            identity.groups.push(g);
+        }
+    }
+}
 
 impl MetadataCache {
     /// The client for `s`, from a fresh cached discovery, or discovered now. Settings that
@@ -176,18 +213,18 @@ pub async fn finish(
             .name()
             .and_then(|n| n.get(None))
             .map(|n| n.to_string()),
-        groups: Vec::new(),
+        groups: groups_at(&id_token_claims(&id_token.to_string()), &s.groups_claim),
     };
     // Userinfo fills what the ID token left out (code-flow providers often keep profile
-    // claims there) and carries `groups`; a failure here does not fail the login.
+    // claims there) and may carry the groups; a failure here does not fail the login.
     if let Ok(request) =
         client.user_info(token.access_token().clone(), Some(claims.subject().clone()))
     {
         match request
-            .request_async::<GroupsClaim, _, CoreGenderClaim>(http)
+            .request_async::<OtherClaims, _, CoreGenderClaim>(http)
             .await
         {
-            Ok(info) => merge_userinfo(&mut identity, &info, verified),
+            Ok(info) => merge_userinfo(&mut identity, &info, verified, &s.groups_claim),
             Err(e) => {
                 tracing::warn!(provider = provider_id, error = %chain(&e), "userinfo request failed; using ID token claims")
             }
@@ -233,8 +270,9 @@ pub async fn reverify(
 
 fn merge_userinfo(
     identity: &mut Identity,
-    info: &UserInfoClaims<GroupsClaim, CoreGenderClaim>,
+    info: &UserInfoClaims<OtherClaims, CoreGenderClaim>,
     verified: impl Fn(Option<bool>) -> bool,
+    groups_claim: &str,
 ) {
     if identity.email.is_none() {
         identity.email = info
@@ -245,7 +283,40 @@ fn merge_userinfo(
     if identity.name.is_none() {
         identity.name = info.name().and_then(|n| n.get(None)).map(|n| n.to_string());
     }
-    if let Some(groups) = &info.additional_claims().groups {
-        identity.groups = groups.clone();
+    add_groups(
+        identity,
+        groups_at(&info.additional_claims().claims, groups_claim),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_come_from_the_configured_claim_path() {
+        let claims = serde_json::json!({
+            "groups": ["eng", "ops"],
+            "realm_access": {"roles": ["reader", "admin"]},
+            "role": "owner",
+            "numbers": [1, "x"],
+        });
+        let claims = claims.as_object().unwrap();
+        assert_eq!(groups_at(claims, "groups"), ["eng", "ops"]);
+        assert_eq!(groups_at(claims, "realm_access.roles"), ["reader", "admin"]);
+        assert_eq!(groups_at(claims, "role"), ["owner"]);
+        assert_eq!(groups_at(claims, "numbers"), ["x"]);
+        assert!(groups_at(claims, "realm_access.missing").is_empty());
+        assert!(groups_at(claims, "nothing").is_empty());
+    }
+
+    #[test]
+    fn id_token_payload_claims_are_read() {
+        use base64::Engine;
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"sub":"bob","realm_access":{"roles":["r1"]}}"#);
+        let claims = id_token_claims(&format!("eyJhbGciOiJSUzI1NiJ9.{payload}.sig"));
+        assert_eq!(groups_at(&claims, "realm_access.roles"), ["r1"]);
+        assert!(id_token_claims("garbage").is_empty());
     }
 }

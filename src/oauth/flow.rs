@@ -316,6 +316,9 @@ pub async fn after_sign_in(
     credential: Option<&str>,
     now: u64,
 ) -> Outcome {
+    if let Some(refused) = policy_refusal(config, &flow, identity, now) {
+        return refused;
+    }
     let skip = flow.trusted
         || (flow.assured
             && match remembered(auth, identity, &flow).await {
@@ -337,6 +340,36 @@ pub async fn after_sign_in(
     Outcome::Consent(sealed)
 }
 
+/// A person the upstream's access policies refuse gets no code: they learn it on a page
+/// now, rather than through a client whose every call would be refused.
+fn policy_refusal(config: &Config, flow: &Flow, identity: &Identity, now: u64) -> Option<Outcome> {
+    let rules = config.policy.upstream(flow.upstream.as_str())?;
+    let who = crate::policy::Subject::new(
+        &config.policy,
+        identity,
+        flow.client_id.as_str(),
+        &flow.scopes,
+    );
+    let decision = rules.access(&who, now);
+    if decision.allowed {
+        return None;
+    }
+    audit::refused("authorization")
+        .identity(identity)
+        .client(&flow.client_id)
+        .upstream(&flow.upstream)
+        .reason(format_args!("policy: {}", decision.explain()))
+        .emit();
+    Some(Outcome::Error(ErrorView::new(
+        403,
+        "Not allowed here",
+        format!(
+            "Your account may not use {} at this gateway. If you need it, ask an administrator.",
+            flow.upstream
+        ),
+    )))
+}
+
 /// The provider credential kept for `reverify_every`, sealed for the store.
 pub const UPSTREAM_CREDENTIAL: &str = "upstream-credential";
 
@@ -350,6 +383,9 @@ pub async fn issue_code(
     credential: Option<&str>,
     now: u64,
 ) -> Outcome {
+    if let Some(refused) = policy_refusal(config, flow, identity, now) {
+        return refused;
+    }
     let claim = SecretHash::of(&format!("flow\u{1f}{}", flow.id));
     match auth.store.claim_once(claim, flow.expires_at).await {
         Ok(true) => {}

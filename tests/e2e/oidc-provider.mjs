@@ -13,7 +13,8 @@
 //   method for a client registered with one of them)
 // - grant types authorization_code + refresh_token; PKCE S256 is verified when sent
 // - any login id is accepted with any password: sub = <login>, email = <login>@example.test,
-//   email_verified = true, name = "User <login>", groups = ["users", "<login>-group"]
+//   email_verified = true, name = "User <login>", groups = ["users", "<login>-group"],
+//   realm_access = { roles: ["reader", "<login>-role"] }
 // - the built-in "dev interactions" serve the login form (fields: prompt=login hidden,
 //   login, password) and the consent form (prompt=consent hidden, one unnamed submit button)
 //
@@ -61,6 +62,8 @@ function account(login) {
         email_verified: true,
         name: `User ${login}`,
         groups: ["users", `${login}-group`],
+        // Keycloak's shape for realm roles: a nested claim (authgate's groups_claim path).
+        realm_access: { roles: ["reader", `${login}-role`] },
       };
     },
   };
@@ -89,7 +92,7 @@ const provider = new Provider(issuer, {
   claims: {
     openid: ["sub"],
     email: ["email", "email_verified"],
-    profile: ["name", "groups"],
+    profile: ["name", "groups", "realm_access"],
   },
   scopes: ["openid", "offline_access", "email", "profile"],
   // By default, for response_type=code, scope-derived claims only go to userinfo; a

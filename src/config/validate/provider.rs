@@ -57,6 +57,21 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 ProviderKindName::Github => self.github(p, i, &at, redirect_uri),
                 ProviderKindName::Local => self.local(p, i, &at),
             };
+            let oidc_like = matches!(
+                kind_name,
+                ProviderKindName::Oidc | ProviderKindName::Google | ProviderKindName::Microsoft
+            );
+            if let (Some(v), false) = (&p.groups_claim, oidc_like) {
+                self.src.push(
+                    v.span(),
+                    key("groups_claim"),
+                    "only OIDC providers (oidc, google, microsoft) have claims",
+                );
+            }
+            if p.teams && kind_name != ProviderKindName::Github {
+                self.src
+                    .push(at.clone(), key("teams"), "only GitHub providers have teams");
+            }
             let Some(kind) = kind else { continue };
             let default_name = match kind_name {
                 ProviderKindName::Oidc => "Single sign-on",
@@ -125,12 +140,26 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             Some(list) => self.parsed_list(list, &key("scopes"), |s| Ok(s.to_string())),
             None => vec!["openid".into(), "email".into(), "profile".into()],
         };
+        let groups_claim = match &p.groups_claim {
+            Some(v) => self.parsed(v, &key("groups_claim"), |s| {
+                let s = s.trim();
+                if s.is_empty() || s.split('.').any(str::is_empty) {
+                    return Err(
+                        "must be a claim name or a dotted path (e.g. \"realm_access.roles\")"
+                            .into(),
+                    );
+                }
+                Ok(s.to_string())
+            })?,
+            None => "groups".into(),
+        };
         Some(ProviderKind::Oidc(OidcSettings {
             issuer: issuer?,
             client_id: client_id?,
             client_secret: Secret::new(client_secret?),
             scopes,
             redirect_uri,
+            groups_claim,
         }))
     }
 
@@ -153,6 +182,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             client_id: client_id?,
             client_secret: Secret::new(client_secret?),
             redirect_uri,
+            teams: p.teams,
         }))
     }
 
