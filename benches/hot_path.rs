@@ -220,6 +220,7 @@ password_hash = "$argon2id$v=19$m=19456,t=2,p=1$GZ5bcwe5pUpGzcs1vS7Ltw$lPZ6MxMfx
             diagnostics: Default::default(),
             tokens: tags.clone(),
             tagged_since,
+            api_keys: Default::default(),
         };
         // Warm the cache with every stored token (production holds the live set).
         for i in 0..n {
@@ -247,6 +248,33 @@ password_hash = "$argon2id$v=19$m=19456,t=2,p=1$GZ5bcwe5pUpGzcs1vS7Ltw$lPZ6MxMfx
             })
         });
         assert!(check(&pool[0]).is_ok(), "a stored token must pass");
+
+        // API keys (100 of them, in memory): tag, sha256, map, the same checks as a token.
+        let mut keys = Vec::new();
+        for i in 0..100 {
+            let (key, rec) = authgate::oauth::api_keys::mint(
+                &auth.tokens,
+                &format!("bot-{i}"),
+                "ops@example.com",
+                vec![upstream.name.clone()],
+                upstream.scopes.clone(),
+                NOW,
+                None,
+            );
+            // The bench store is kept across runs: replace the key of an earlier run.
+            now(auth.store.delete_api_key(&rec.name)).unwrap();
+            assert!(now(auth.store.put_api_key(rec)).unwrap());
+            keys.push(key);
+        }
+        now(auth.api_keys.load(&*auth.store)).unwrap();
+        assert!(check(&keys[0]).is_ok(), "a live key must pass");
+        let mut k = 0usize;
+        group.bench_function(BenchmarkId::new("api_key_check", n), |b| {
+            b.iter(|| {
+                k = (k + 1) % keys.len();
+                black_box(check(black_box(&keys[k])).is_ok())
+            })
+        });
 
         // Tokens that are not authgate's (random, or with a wrong tag): refused from their
         // tag, without a store read.

@@ -86,6 +86,7 @@ pub fn authority() -> TestAuthority {
             diagnostics: Default::default(),
             tokens: crate::crypto::tokens::TokenTags::new(tag_key),
             tagged_since,
+            api_keys: Default::default(),
         },
         _dir: dir,
     }

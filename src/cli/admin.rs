@@ -55,6 +55,36 @@ pub enum AdminCommand {
     /// Write a consistent copy of the store to FILE (on the gateway's machine; it must not
     /// exist yet). Restore with `authgate restore`.
     Backup { file: PathBuf },
+    /// API keys for machines: list, create (the key is printed once), revoke.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Every key: name, owner, upstreams, scopes, expiry, last use (never the key).
+    List,
+    /// Create a key; prints it once (only its sha256 is kept).
+    Create {
+        /// Unique name ([a-z0-9_-]); policies name it (`api_keys = ["NAME"]`), upstreams
+        /// see `key:NAME` as the user.
+        #[arg(long)]
+        name: String,
+        /// Who answers for it (e.g. an email).
+        #[arg(long)]
+        owner: String,
+        /// An upstream it is good for (repeat for several).
+        #[arg(long = "upstream", required = true)]
+        upstreams: Vec<String>,
+        /// Space-separated scopes (default: what its upstreams require).
+        #[arg(long)]
+        scopes: Option<String>,
+        /// Lifetime, e.g. "90d" (default: until revoked).
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// Revoke a key: refused from the next request on.
+    Revoke { name: String },
 }
 
 /// One request to the admin API; the JSON answer, or a message to print.
@@ -225,6 +255,13 @@ fn time(v: &Value) -> String {
         .to_string()
 }
 
+fn time_or_never(v: &Value) -> String {
+    match v.is_null() {
+        true => "never".into(),
+        false => time(v),
+    }
+}
+
 pub fn run(c: &Connection, command: AdminCommand) -> ExitCode {
     use reqwest::Method;
     let enc = |s: &str| {
@@ -276,6 +313,27 @@ pub fn run(c: &Connection, command: AdminCommand) -> ExitCode {
                 "/admin/backup".into(),
                 Some(serde_json::json!({"path": path})),
             )
+        }
+        AdminCommand::Keys(KeysCommand::List) => (Method::GET, "/admin/keys".into(), None),
+        AdminCommand::Keys(KeysCommand::Create {
+            name,
+            owner,
+            upstreams,
+            scopes,
+            expires_in,
+        }) => (
+            Method::POST,
+            "/admin/keys".into(),
+            Some(serde_json::json!({
+                "name": name,
+                "owner": owner,
+                "upstreams": upstreams,
+                "scopes": scopes,
+                "expires_in": expires_in,
+            })),
+        ),
+        AdminCommand::Keys(KeysCommand::Revoke { name }) => {
+            (Method::DELETE, format!("/admin/keys/{}", enc(name)), None)
         }
     };
     let answer = block_on(call(c, method, &path, body));
@@ -336,6 +394,34 @@ fn render(command: &AdminCommand, v: &Value) -> String {
                     u["logins"]
                 );
             }
+        }
+        AdminCommand::Keys(KeysCommand::List) => {
+            let _ = writeln!(out, "{} API key(s)", list.len());
+            for k in list {
+                let upstreams: Vec<String> = k["upstreams"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(s)
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "  {:<20} {:<28} {:<20} {:<16} expires {}  last used {}",
+                    s(&k["name"]),
+                    s(&k["owner"]),
+                    upstreams.join(","),
+                    s(&k["scopes"]),
+                    time_or_never(&k["expires_at"]),
+                    time_or_never(&k["last_used_at"])
+                );
+            }
+        }
+        AdminCommand::Keys(KeysCommand::Create { .. }) => {
+            let _ = writeln!(out, "{}", s(&v["key"]));
+            eprintln!(
+                "API key `{}` created; it is shown this once (authgate keeps only its sha256). Send it as Authorization: Bearer <key>.",
+                s(&v["name"])
+            );
         }
         AdminCommand::Backup { .. } => {
             let _ = writeln!(

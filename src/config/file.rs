@@ -377,6 +377,8 @@ pub struct RuleSection {
     #[serde(default)]
     pub scopes: Vec<Text>,
     #[serde(default)]
+    pub api_keys: Vec<Text>,
+    #[serde(default)]
     pub methods: Vec<Text>,
     #[serde(default)]
     pub tools: Vec<Text>,

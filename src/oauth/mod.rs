@@ -11,6 +11,7 @@
 //! - `token`, `revoke`: the token endpoint; revocation and introspection.
 //! - `register`, `cimd`, `client_auth`: who clients are.
 
+pub mod api_keys;
 pub mod authorize;
 pub mod cimd;
 pub mod client_auth;
@@ -53,6 +54,8 @@ pub struct Authority {
     /// Since when tokens are tagged: untagged access tokens are accepted (looked up) only
     /// while one issued before could still be valid.
     pub tagged_since: u64,
+    /// The live API keys.
+    pub api_keys: api_keys::ApiKeys,
 }
 
 impl Authority {

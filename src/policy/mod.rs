@@ -15,8 +15,8 @@
 //! *call* rule, checked per JSON-RPC request once access is granted.
 //!
 //! A rule matches when every "who" field it has matches (any value within a field): user
-//! ids, emails, email domains, groups, providers, OAuth clients (globs), and granted scopes
-//! (all of them). Groups are the provider's (ID token, userinfo, GitHub teams, local users)
+//! ids, emails, email domains, groups, providers, OAuth clients (globs), granted scopes (all
+//! of them) and API keys (by name). Groups are the provider's (ID token, userinfo, GitHub teams, local users)
 //! and those declared with `[[group]]`, which may carry a role (`"platform:admin"` matches
 //! the group's admins and owners).
 
@@ -31,6 +31,9 @@ use std::sync::Arc;
 pub use glob::Glob;
 
 use crate::vocab::{Identity, Scope, ScopeSet, UpstreamName};
+
+/// The provider of the identity an API key stands for (`key:<name>`).
+pub const KEY_PROVIDER: &str = "key";
 
 /// The upstream name that makes a rule count for every upstream.
 pub const ANY_UPSTREAM: &str = "*";
@@ -144,6 +147,8 @@ pub struct Who {
     pub clients: Vec<Glob>,
     /// Every one of these must be granted.
     pub scopes: Vec<Scope>,
+    /// API keys by name (a key is the person `key:<name>`).
+    pub api_keys: Vec<String>,
 }
 
 /// The MCP half of a rule: globs over the JSON-RPC method and the item a request names.
@@ -319,6 +324,8 @@ impl<'a> Subject<'a> {
             && (who.groups.is_empty() || who.groups.iter().any(|g| self.in_group(g)))
             && (who.clients.is_empty() || who.clients.iter().any(|c| c.matches(self.client_id)))
             && who.scopes.iter().all(|s| self.scopes.contains(s.as_str()))
+            && (who.api_keys.is_empty()
+                || (id.provider == KEY_PROVIDER && who.api_keys.contains(&id.subject)))
     }
 }
 

@@ -417,3 +417,26 @@ fn tool_scopes_name_only_what_is_missing() {
     };
     assert!(rules.missing_scopes(list, &scopes("mcp")).is_empty());
 }
+
+#[test]
+fn api_keys_are_named_by_rules_and_match_no_person() {
+    let p = set(
+        vec![rule(
+            "the ci bot only",
+            Effect::Allow,
+            Who {
+                api_keys: strings(&["ci-bot"]),
+                ..Default::default()
+            },
+            What::default(),
+        )],
+        vec![],
+    );
+    let bot = person("key", "ci-bot", "", &[]);
+    let other_bot = person("key", "nightly", "", &[]);
+    // A person whose provider merely has the same subject is no key.
+    let impostor = person("local", "ci-bot", "ci-bot@example.com", &[]);
+    assert!(access(&p, &bot, "key:ci-bot", "mcp"));
+    assert!(!access(&p, &other_bot, "key:nightly", "mcp"));
+    assert!(!access(&p, &impostor, "c", "mcp"));
+}

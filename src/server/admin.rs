@@ -37,6 +37,19 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Answer {
     (status, json!({"error": message.to_string()}))
 }
 
+/// An API key as the admin API shows it: never its hash.
+fn key_view(k: &crate::store::ApiKeyRecord) -> Value {
+    json!({
+        "name": k.name,
+        "owner": k.owner,
+        "upstreams": k.upstreams,
+        "scopes": k.scopes.to_string(),
+        "created_at": k.created_at,
+        "expires_at": k.expires_at,
+        "last_used_at": k.last_used_at,
+    })
+}
+
 fn store_error(e: StoreError) -> Answer {
     tracing::error!(error = %e, "admin API: store failure");
     error(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"))
@@ -197,6 +210,128 @@ impl AdminApi {
         }
     }
 
+    /// `POST /admin/keys` `{"name", "owner", "upstreams": [...], "scopes"?: "a b",
+    /// "expires_in"?: "90d"}`: the key is in the answer, once.
+    async fn create_key(&self, body: &[u8], remote: Option<IpAddr>) -> Answer {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct NewKey {
+            name: String,
+            owner: String,
+            upstreams: Vec<String>,
+            scopes: Option<String>,
+            expires_in: Option<String>,
+        }
+        let req: NewKey = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("{e}: send {{\"name\", \"owner\", \"upstreams\": [...], \"scopes\": \"a b\" (optional), \"expires_in\": \"90d\" (optional)}}")),
+        };
+        if let Err(e) = crate::oauth::api_keys::check_name(&req.name) {
+            return error(StatusCode::BAD_REQUEST, e);
+        }
+        if req.owner.trim().is_empty() {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "owner: who answers for the key (e.g. an email)",
+            );
+        }
+        let snapshot = self.snapshot.load();
+        let config = &snapshot.config;
+        let mut upstreams = Vec::new();
+        let mut needed = crate::vocab::ScopeSet::default();
+        for name in &req.upstreams {
+            match config.upstream(name) {
+                Some(u) if u.auth == crate::config::UpstreamAuth::OAuth => {
+                    needed = needed.union(&u.scopes);
+                    upstreams.push(u.name.clone());
+                }
+                Some(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("upstream `{name}` has auth = \"none\": it needs no key"),
+                    )
+                }
+                None => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("no upstream is named `{name}`"),
+                    )
+                }
+            }
+        }
+        if upstreams.is_empty() {
+            return error(StatusCode::BAD_REQUEST, "upstreams: name at least one");
+        }
+        let scopes = match &req.scopes {
+            None => needed,
+            Some(s) => match crate::vocab::ScopeSet::parse(s) {
+                Ok(set) => {
+                    if let Some(unknown) = set.iter().find(|s| config.scope(s.as_str()).is_none()) {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            format!("scope `{unknown}` is not declared in the config"),
+                        );
+                    }
+                    set
+                }
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("scopes: {e}")),
+            },
+        };
+        let now = unix_now();
+        let expires_at = match req.expires_in.as_deref().map(humantime::parse_duration) {
+            None => None,
+            Some(Ok(d)) if !d.is_zero() => Some(now + d.as_secs()),
+            Some(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "expires_in: a duration such as \"90d\"",
+                )
+            }
+        };
+        let (key, record) = crate::oauth::api_keys::mint(
+            &self.authority.tokens,
+            &req.name,
+            req.owner.trim(),
+            upstreams,
+            scopes,
+            now,
+            expires_at,
+        );
+        let store = &self.authority.store;
+        match store.put_api_key(record.clone()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return error(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "an API key named `{}` exists: revoke it first, or choose another name",
+                        req.name
+                    ),
+                )
+            }
+            Err(e) => return store_error(e),
+        }
+        if let Err(e) = self.authority.api_keys.load(&**store).await {
+            return store_error(e);
+        }
+        audit::success("api_key_created")
+            .user(format!("key:{}", record.name))
+            .reason(format_args!(
+                "owner {}, upstreams {:?}",
+                record.owner,
+                record
+                    .upstreams
+                    .iter()
+                    .map(|u| u.as_str())
+                    .collect::<Vec<_>>()
+            ))
+            .remote(remote)
+            .emit();
+        let mut view = key_view(&record);
+        view["key"] = json!(key);
+        (StatusCode::CREATED, view)
+    }
+
     async fn route(
         &self,
         method: &Method,
@@ -346,6 +481,26 @@ impl AdminApi {
                 };
                 (StatusCode::OK, json!(found))
             }
+            (&Method::GET, ["keys"]) => match store.list_api_keys().await {
+                Ok(list) => (StatusCode::OK, list.iter().map(key_view).collect()),
+                Err(e) => store_error(e),
+            },
+            (&Method::POST, ["keys"]) => self.create_key(body, remote).await,
+            (&Method::DELETE, ["keys", name]) => match store.delete_api_key(name).await {
+                Ok(true) => {
+                    if let Err(e) = self.authority.api_keys.load(&**store).await {
+                        return store_error(e);
+                    }
+                    metrics().revocations.inc();
+                    audit::success("api_key_revoked")
+                        .user(format!("key:{name}"))
+                        .remote(remote)
+                        .emit();
+                    done(format!("revoked API key {name}"))
+                }
+                Ok(false) => error(StatusCode::NOT_FOUND, format!("no API key `{name}`")),
+                Err(e) => store_error(e),
+            },
             _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
         }
     }

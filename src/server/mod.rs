@@ -60,7 +60,6 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
     runtime
         .block_on(cached.load_blocked())
         .context("reading the blocked users")?;
-    drop(runtime);
     let authority = Arc::new(Authority {
         store: Arc::new(cached),
         sealer: Sealer::new(&key),
@@ -71,7 +70,15 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
         diagnostics: Default::default(),
         tokens: crate::crypto::tokens::TokenTags::new(tag_key),
         tagged_since,
+        api_keys: Default::default(),
     });
+    let keys = runtime
+        .block_on(authority.api_keys.load(&*authority.store))
+        .context("reading the API keys")?;
+    if keys > 0 {
+        tracing::info!(keys, "API keys loaded");
+    }
+    drop(runtime);
 
     let listen = config.server.listen.clone();
     let threads = config.server.threads;

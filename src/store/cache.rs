@@ -303,4 +303,16 @@ impl Store for Cached {
     async fn backup(&self, to: &std::path::Path) -> Result<StoreStats, StoreError> {
         self.inner.backup(to).await
     }
+    async fn put_api_key(&self, key: ApiKeyRecord) -> Result<bool, StoreError> {
+        self.inner.put_api_key(key).await
+    }
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.inner.list_api_keys().await
+    }
+    async fn delete_api_key(&self, name: &str) -> Result<bool, StoreError> {
+        self.inner.delete_api_key(name).await
+    }
+    async fn touch_api_key(&self, name: &str, at: u64) -> Result<(), StoreError> {
+        self.inner.touch_api_key(name, at).await
+    }
 }

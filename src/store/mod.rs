@@ -137,6 +137,14 @@ pub trait Store: Send + Sync + 'static {
     /// The blocked people and since when.
     async fn blocked(&self) -> Result<Vec<(String, u64)>, StoreError>;
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Stores a new API key; `false` (nothing written) when its name is taken.
+    async fn put_api_key(&self, key: ApiKeyRecord) -> Result<bool, StoreError>;
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// `false` when no key has this name.
+    async fn delete_api_key(&self, name: &str) -> Result<bool, StoreError>;
+    /// Notes that the key was used at `at`.
+    async fn touch_api_key(&self, name: &str, at: u64) -> Result<(), StoreError>;
     /// Writes a consistent copy of the whole store to a new file at `to`.
     async fn backup(&self, to: &std::path::Path) -> Result<StoreStats, StoreError>;
 }

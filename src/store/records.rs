@@ -217,6 +217,25 @@ pub struct UserRecord {
     pub logins: u64,
 }
 
+/// A long-lived key for a machine (a CI job, an agent), usable as a bearer token wherever
+/// an access token is. Only its sha256 is kept; the key is shown once, when created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// Unique; policies name the key by it (`api_keys = ["ci-bot"]`), upstreams see
+    /// `key:<name>` as the user.
+    pub name: String,
+    pub hash: SecretHash,
+    /// Who is answerable for it (free text, usually an email); upstreams see it as the name.
+    pub owner: String,
+    pub upstreams: Vec<UpstreamName>,
+    pub scopes: ScopeSet,
+    pub created_at: u64,
+    pub expires_at: Option<u64>,
+    /// Updated at most once a minute.
+    #[serde(default)]
+    pub last_used_at: Option<u64>,
+}
+
 /// Record counts, for `authgate admin stats` and the store gauges.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreStats {

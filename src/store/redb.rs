@@ -435,6 +435,41 @@ impl Store for RedbStore {
         .await
     }
 
+    async fn put_api_key(&self, key: ApiKeyRecord) -> Result<bool, StoreError> {
+        self.write(move |txn| {
+            let mut t = txn.open_table(API_KEYS)?;
+            if t.get(key.name.as_str())?.is_some() {
+                return Ok(false);
+            }
+            t.insert(key.name.as_str(), enc(&key).as_slice())?;
+            Ok(true)
+        })
+        .await
+    }
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.blocking(|db| admin::all(db, API_KEYS)).await
+    }
+    async fn delete_api_key(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.write(move |txn| Ok(txn.open_table(API_KEYS)?.remove(name.as_str())?.is_some()))
+            .await
+    }
+    async fn touch_api_key(&self, name: &str, at: u64) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.write(move |txn| {
+            let mut t = txn.open_table(API_KEYS)?;
+            let found: Option<ApiKeyRecord> = match t.get(name.as_str())? {
+                Some(raw) => Some(dec(raw.value())?),
+                None => None,
+            };
+            if let Some(mut rec) = found {
+                rec.last_used_at = Some(at);
+                t.insert(name.as_str(), enc(&rec).as_slice())?;
+            }
+            Ok(())
+        })
+        .await
+    }
     async fn put_consent(&self, key: &str, record: ConsentRecord) -> Result<(), StoreError> {
         let key = key.to_string();
         self.write(move |txn| {

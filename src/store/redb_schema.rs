@@ -16,7 +16,7 @@ use ::redb::{
 use super::{AccessRecord, GrantRecord, StoreError, UserRecord};
 
 /// The schema this build writes. Bump it, with a migration, whenever a table changes shape.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 pub(super) const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 pub(super) const CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("clients");
@@ -42,6 +42,8 @@ pub(super) const BLOCKED: TableDefinition<&str, u64> = TableDefinition::new("blo
 /// tags and since when tokens are tagged.
 pub(super) const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 pub(super) const TOKEN_TAG_KEY: &str = "token_tag_key";
+/// API key name → [`super::ApiKeyRecord`] (since version 4).
+pub(super) const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
 pub(super) const TAGGED_SINCE: &str = "tagged_since";
 
 /// Access records are postcard behind this first byte (since version 3; JSON, which starts
@@ -88,7 +90,17 @@ pub const MIGRATIONS: &[Migration] = &[
                       token tags (tokens issued before keep working)",
         apply: v2_to_v3,
     },
+    Migration {
+        from: 3,
+        description: "adds the `api_keys` table (keys for machines, stored as sha256)",
+        apply: v3_to_v4,
+    },
 ];
+
+fn v3_to_v4(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(API_KEYS)?;
+    Ok(())
+}
 
 fn v2_to_v3(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut access = txn.open_table(ACCESS)?;
@@ -220,6 +232,7 @@ pub(super) fn init_schema(db: &Database, path: &Path, migrate: bool) -> Result<(
         txn.open_table(CLAIMS)?;
         txn.open_table(USERS)?;
         txn.open_table(BLOCKED)?;
+        txn.open_table(API_KEYS)?;
         ensure_secrets(&txn)?;
     }
     Ok(txn.commit()?)

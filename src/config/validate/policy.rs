@@ -459,6 +459,7 @@ fn rule(
         providers: plain(&r.providers),
         clients: globs(src, &r.clients, &format!("{key}.clients")),
         scopes: scopes(src, known, &r.scopes, &format!("{key}.scopes")),
+        api_keys: plain(&r.api_keys),
     };
     let what = What {
         methods: globs(src, &r.methods, &format!("{key}.methods")),

@@ -35,6 +35,14 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             }) else {
                 continue;
             };
+            if id == crate::policy::KEY_PROVIDER {
+                self.src.push(
+                    raw_id.span(),
+                    key("id"),
+                    "`key` is reserved: API keys stand for the people `key:<name>`",
+                );
+                continue;
+            }
             if out.iter().any(|o| o.id == id) {
                 self.src.push(
                     raw_id.span(),
