@@ -87,6 +87,9 @@ pub fn authority() -> TestAuthority {
             tokens: crate::crypto::tokens::TokenTags::new(tag_key),
             tagged_since,
             api_keys: Default::default(),
+            signer: crate::crypto::signing::IdentitySigner::ephemeral(&crate::crypto::Sealer::new(
+                &key,
+            )),
         },
         _dir: dir,
     }
@@ -149,4 +152,17 @@ pub fn post_form(path: &str, form: &[(&str, &str)]) -> Request {
     body.extend_pairs(form);
     r.body = body.finish().into_bytes().into();
     r
+}
+
+/// An access record of alice's for upstream `everything`.
+pub fn access_record() -> crate::store::AccessRecord {
+    crate::store::AccessRecord {
+        expires_at: u64::MAX,
+        passed: Default::default(),
+        grant_id: crate::vocab::GrantId::new("grant-1"),
+        client_id: crate::vocab::ClientId::new("agc_test"),
+        identity: identity(),
+        scopes: crate::vocab::ScopeSet::parse("mcp").unwrap(),
+        upstream: crate::vocab::UpstreamName::parse("everything").unwrap(),
+    }
 }

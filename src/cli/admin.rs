@@ -55,6 +55,9 @@ pub enum AdminCommand {
     /// Write a consistent copy of the store to FILE (on the gateway's machine; it must not
     /// exist yet). Restore with `authgate restore`.
     Backup { file: PathBuf },
+    /// Make a new key for the signed identity assertions; the old one stays in the JWKS
+    /// until every assertion it signed has expired.
+    RotateSigningKey,
     /// API keys for machines: list, create (the key is printed once), revoke.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -314,6 +317,7 @@ pub fn run(c: &Connection, command: AdminCommand) -> ExitCode {
                 Some(serde_json::json!({"path": path})),
             )
         }
+        AdminCommand::RotateSigningKey => (Method::POST, "/admin/signing-key/rotate".into(), None),
         AdminCommand::Keys(KeysCommand::List) => (Method::GET, "/admin/keys".into(), None),
         AdminCommand::Keys(KeysCommand::Create {
             name,
@@ -421,6 +425,14 @@ fn render(command: &AdminCommand, v: &Value) -> String {
             eprintln!(
                 "API key `{}` created; it is shown this once (authgate keeps only its sha256). Send it as Authorization: Bearer <key>.",
                 s(&v["name"])
+            );
+        }
+        AdminCommand::RotateSigningKey => {
+            let _ = writeln!(
+                out,
+                "new signing key {}; the previous one stays published until {}",
+                s(&v["kid"]),
+                time(&v["previous_published_until"])
             );
         }
         AdminCommand::Backup { .. } => {

@@ -308,6 +308,24 @@ pub struct UpstreamSection {
     /// How long an idle connection to the upstream is kept for reuse.
     #[schemars(with = "Option<String>")]
     pub keepalive_timeout: Option<Text>,
+    /// Also send a signed assertion (a JWT the upstream verifies at the issuer's JWKS).
+    #[schemars(with = "Option<SignedIdentitySection>")]
+    pub signed_identity: Option<Spanned<SignedIdentitySection>>,
+}
+
+/// `[upstream.signed_identity]`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignedIdentitySection {
+    /// The header carrying it (default `X-Authgate-Assertion`).
+    #[schemars(with = "Option<String>")]
+    pub header: Option<Text>,
+    /// How long an assertion is valid (default 5m, at most 1h).
+    #[schemars(with = "Option<String>")]
+    pub lifetime: Option<Text>,
+    /// Its `aud` (default: the upstream's resource URL).
+    #[schemars(with = "Option<String>")]
+    pub audience: Option<Text>,
 }
 
 /// `[policy]`: the policy files to load (see `policies/`).

@@ -427,6 +427,16 @@ pub struct Upstream {
     pub max_body_size: usize,
     /// How long an idle connection to the upstream is kept for reuse.
     pub keepalive_timeout: Duration,
+    /// A signed assertion of who is calling, besides the plain identity headers.
+    pub signed_identity: Option<SignedIdentity>,
+}
+
+/// `[upstream.signed_identity]`: a JWT (EdDSA) the upstream verifies at the issuer's JWKS.
+#[derive(Debug, Clone)]
+pub struct SignedIdentity {
+    pub header: http::HeaderName,
+    pub lifetime: Duration,
+    pub audience: String,
 }
 
 /// Where an upstream lives, split the way a connector needs it.

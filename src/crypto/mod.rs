@@ -2,6 +2,7 @@
 //! AES-256-GCM sealing for cookies and flow state. (What the store keeps of a secret, its
 //! sha256, is [`crate::vocab::SecretHash`].)
 
+pub mod signing;
 pub mod tokens;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};

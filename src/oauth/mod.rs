@@ -56,6 +56,8 @@ pub struct Authority {
     pub tagged_since: u64,
     /// The live API keys.
     pub api_keys: api_keys::ApiKeys,
+    /// Signs the identity assertions upstreams may ask for; its keys are the JWKS.
+    pub signer: crate::crypto::signing::IdentitySigner,
 }
 
 impl Authority {
@@ -206,7 +208,7 @@ impl Authority {
                     .with_header(http::header::CACHE_CONTROL, "public, max-age=300")
                     .with_cors()
             }
-            Jwks if get => Reply::json(200, &serde_json::json!({"keys": []})).with_cors(),
+            Jwks if get => Reply::json(200, &self.signer.jwks(now)).with_cors(),
             ProtectedResourceMetadata(suffix) if get => {
                 match metadata::upstream_for_prm(config, suffix) {
                     Some(u) => Reply::json(200, &metadata::protected_resource(config, u))

@@ -88,6 +88,10 @@ pub fn is_spoofable(name: &str, upstream: &Upstream) -> bool {
             .all()
             .iter()
             .any(|h| same_name(name, h.as_str()))
+        || upstream
+            .signed_identity
+            .as_ref()
+            .is_some_and(|s| same_name(name, s.header.as_str()))
         || (upstream.strip_common_identity_headers
             && (COMMON_IDENTITY.iter().any(|c| same_name(name, c))
                 || COMMON_IDENTITY_PREFIXES

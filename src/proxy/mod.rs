@@ -347,7 +347,24 @@ impl ProxyHttp for Gateway {
             &route.upstream,
             &route.identity_names,
             ctx.access.as_deref(),
-        )
+        )?;
+        if let (Some(signed), Some(record)) = (&route.upstream.signed_identity, &ctx.access) {
+            let assertion = self
+                .authority
+                .signer
+                .assertion(
+                    record,
+                    snapshot.config.server.public_url.as_str(),
+                    &signed.audience,
+                    signed.lifetime.as_secs(),
+                    unix_now(),
+                )
+                .map_err(|e| {
+                    pingora::Error::because(ErrorType::InternalError, "signing the identity", e)
+                })?;
+            upstream_request.insert_header(signed.header.clone(), assertion.0.as_str())?;
+        }
+        Ok(())
     }
 
     async fn request_body_filter(

@@ -486,6 +486,43 @@ impl AdminApi {
                 Err(e) => store_error(e),
             },
             (&Method::POST, ["keys"]) => self.create_key(body, remote).await,
+            (&Method::POST, ["signing-key", "rotate"]) => {
+                // The old key stays published as long as an assertion it signed may live.
+                let longest = self
+                    .snapshot
+                    .load()
+                    .config
+                    .upstreams
+                    .iter()
+                    .filter_map(|u| u.signed_identity.as_ref())
+                    .map(|s| s.lifetime.as_secs())
+                    .max()
+                    .unwrap_or(0);
+                let now = unix_now();
+                let a = &self.authority;
+                match a
+                    .signer
+                    .rotate(&**store, &a.sealer, now, now + longest)
+                    .await
+                {
+                    Ok(kid) => {
+                        audit::success("admin_action")
+                            .reason(format_args!(
+                                "rotated the identity signing key (new kid {kid})"
+                            ))
+                            .remote(remote)
+                            .emit();
+                        (
+                            StatusCode::OK,
+                            json!({"ok": true, "kid": kid, "previous_published_until": now + longest}),
+                        )
+                    }
+                    Err(e) => error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("rotation failed: {e}"),
+                    ),
+                }
+            }
             (&Method::DELETE, ["keys", name]) => match store.delete_api_key(name).await {
                 Ok(true) => {
                     if let Err(e) = self.authority.api_keys.load(&**store).await {

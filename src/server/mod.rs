@@ -60,9 +60,17 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
     runtime
         .block_on(cached.load_blocked())
         .context("reading the blocked users")?;
+    let sealer = Sealer::new(&key);
+    let signer = runtime
+        .block_on(crate::crypto::signing::IdentitySigner::load_or_create(
+            &cached,
+            &sealer,
+            crate::vocab::unix_now(),
+        ))
+        .context("reading the identity signing keys")?;
     let authority = Arc::new(Authority {
         store: Arc::new(cached),
-        sealer: Sealer::new(&key),
+        sealer,
         forms: crate::login::forms::FormTokens::new(&key),
         logins: Logins::new(),
         cimd: Default::default(),
@@ -71,6 +79,7 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
         tokens: crate::crypto::tokens::TokenTags::new(tag_key),
         tagged_since,
         api_keys: Default::default(),
+        signer,
     });
     let keys = runtime
         .block_on(authority.api_keys.load(&*authority.store))

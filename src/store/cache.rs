@@ -306,6 +306,12 @@ impl Store for Cached {
     async fn put_api_key(&self, key: ApiKeyRecord) -> Result<bool, StoreError> {
         self.inner.put_api_key(key).await
     }
+    async fn get_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get_secret(name).await
+    }
+    async fn put_secret(&self, name: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        self.inner.put_secret(name, value).await
+    }
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         self.inner.list_api_keys().await
     }

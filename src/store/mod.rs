@@ -138,6 +138,11 @@ pub trait Store: Send + Sync + 'static {
     async fn blocked(&self) -> Result<Vec<(String, u64)>, StoreError>;
     async fn stats(&self) -> Result<StoreStats, StoreError>;
 
+    /// A secret the gateway keeps in the store for every process using it (sealed by the
+    /// caller where it must not be readable from a copy of the store).
+    async fn get_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn put_secret(&self, name: &str, value: Vec<u8>) -> Result<(), StoreError>;
+
     /// Stores a new API key; `false` (nothing written) when its name is taken.
     async fn put_api_key(&self, key: ApiKeyRecord) -> Result<bool, StoreError>;
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;

@@ -435,6 +435,24 @@ impl Store for RedbStore {
         .await
     }
 
+    async fn get_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let name = name.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read()?;
+            let t = txn.open_table(SECRETS)?;
+            Ok(t.get(name.as_str())?.map(|v| v.value().to_vec()))
+        })
+        .await
+    }
+    async fn put_secret(&self, name: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.write(move |txn| {
+            txn.open_table(SECRETS)?
+                .insert(name.as_str(), value.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
     async fn put_api_key(&self, key: ApiKeyRecord) -> Result<bool, StoreError> {
         self.write(move |txn| {
             let mut t = txn.open_table(API_KEYS)?;

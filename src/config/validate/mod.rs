@@ -73,7 +73,7 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
         if !self.src.errors.is_empty() {
             return None;
         }
-        Some(Config {
+        let mut config = Config {
             source: self.src.path.to_path_buf(),
             server: server?,
             upstreams,
@@ -85,7 +85,17 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
             admin,
             audit,
             policy: std::sync::Arc::new(policy),
-        })
+        };
+        // A signed assertion's audience defaults to the upstream's resource URL.
+        for i in 0..config.upstreams.len() {
+            let resource = config.resource_url(&config.upstreams[i]);
+            if let Some(s) = config.upstreams[i].signed_identity.as_mut() {
+                if s.audience.is_empty() {
+                    s.audience = resource;
+                }
+            }
+        }
+        Some(config)
     }
 
     /// The string value with `${VAR}`s replaced, or `None` after recording the error.

@@ -7,10 +7,11 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::{bare_host, Validator};
-use crate::config::file::{IdentityHeadersSection, Text, UpstreamSection};
+use crate::config::file::{IdentityHeadersSection, SignedIdentitySection, Text, UpstreamSection};
 use crate::config::model::{
     IdentityHeaders, RoutePath, ScopeDef, Upstream, UpstreamAuth, UpstreamUrl,
 };
+use crate::config::SignedIdentity;
 use crate::vocab::{paths, UpstreamName};
 
 /// Shorter than the keep-alive timeout of common upstream servers (Node.js and uvicorn close
@@ -90,6 +91,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 None => DEFAULT_MAX_BODY_SIZE,
             };
             let identity_headers = self.identity_headers(&u.identity_headers, i);
+            let signed_identity = self.signed_identity(&u.signed_identity, i);
             let (Some(name), Some(path), Some(host), Some(url)) = (name, path, host, url) else {
                 continue;
             };
@@ -127,9 +129,44 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                     &key("keepalive_timeout"),
                     DEFAULT_KEEPALIVE_TIMEOUT,
                 ),
+                signed_identity,
             });
         }
         out
+    }
+
+    fn signed_identity(
+        &mut self,
+        section: &Option<Spanned<SignedIdentitySection>>,
+        i: usize,
+    ) -> Option<SignedIdentity> {
+        let s = section.as_ref()?.get_ref();
+        let key = |k: &str| format!("upstream[{i}].signed_identity.{k}");
+        let header = match &s.header {
+            Some(v) => self.parsed(v, &key("header"), |raw| {
+                let name = http::HeaderName::from_bytes(raw.to_ascii_lowercase().as_bytes())
+                    .map_err(|_| format!("`{raw}` is not a valid header name"))?;
+                if NOT_IDENTITY.contains(&name.as_str()) {
+                    return Err(format!("`{name}` cannot carry identity"));
+                }
+                Ok(name)
+            })?,
+            None => http::HeaderName::from_static("x-authgate-assertion"),
+        };
+        let lifetime = self.duration(&s.lifetime, &key("lifetime"), Duration::from_secs(300));
+        if lifetime > Duration::from_secs(3600) || lifetime < Duration::from_secs(10) {
+            let at = s.lifetime.as_ref().map_or(0..0, |v| v.span());
+            self.src
+                .push(at, key("lifetime"), "must be between 10s and 1h");
+        }
+        let audience = self
+            .opt_text(&s.audience, &key("audience"))
+            .unwrap_or_default();
+        Some(SignedIdentity {
+            header,
+            lifetime,
+            audience,
+        })
     }
 
     fn identity_headers(
