@@ -4,6 +4,7 @@
 
 mod admin;
 mod check;
+mod login;
 mod offline;
 mod policy;
 
@@ -85,6 +86,14 @@ pub enum Command {
     },
     /// Print the JSON schema of the config file (for editors: taplo, Even Better TOML).
     Schema,
+    /// Sign in to an MCP server behind authgate from the terminal (browser, PKCE, a loopback
+    /// redirect); tokens are kept per server URL in a file only you can read.
+    Login(login::LoginArgs),
+    /// Print a valid access token for a server URL (refreshed first when near expiry), for
+    /// scripts: curl -H "Authorization: Bearer $(authgate token URL)".
+    Token(login::TokenArgs),
+    /// Revoke the tokens of a server URL and forget them.
+    Logout(login::TokenArgs),
     /// Explain and test the policies of a config (nothing runs, nothing is contacted).
     Policy {
         #[command(subcommand)]
@@ -112,6 +121,9 @@ pub fn main() -> ExitCode {
         Command::Restore { config, backup } => offline::restore(&config, &backup),
         Command::Schema => offline::schema(),
         Command::Policy { command } => policy::run(command),
+        Command::Login(args) => login::login(&args),
+        Command::Token(args) => login::token(&args),
+        Command::Logout(args) => login::logout(&args),
     }
 }
 
