@@ -22,11 +22,18 @@
 # `echo` tool answered as SSE), one session each, at the same connection counts:
 #   mcp_direct   wrk → server-everything
 #   mcp_authgate wrk → authgate, valid token for that route → server-everything
+# and the cost of policies on that route (a copy of it with two rules: one tool denied to
+# everyone, the rest allowed to the bench user, so every call is decided and every tool list
+# filtered):
+#   mcp_call_policy  tools/call echo through the policy route (compare with mcp_authgate)
+#   mcp_list         tools/list through authgate, no policy
+#   mcp_list_policy  tools/list through the policy route: the SSE result filtered
 # (MCP=0 skips them; they need `npm ci --prefix tests/e2e`, which tests/run.sh does.)
 # With PIN=1 (default) the proxy runs on CPU 0 with 1 thread/worker, and wrk and the
 # upstream on CPU 1, which is the cleaner comparison on a 2-core machine.
 #   authgate_<alloc> with ALLOCATORS="glibc jemalloc mimalloc": authgate, valid token, that malloc
-# ONLY="direct pingora authgate" runs a subset (direct and pingora are the ratios' bases).
+# ONLY="direct pingora authgate" runs a subset (direct and pingora are the ratios' bases;
+# mcp_direct for the MCP rows).
 # Output: a Markdown table on stdout; raw wrk output under $OUT (default target/load/<ts>).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -109,6 +116,20 @@ echo 'set $valid_token "none-yet";' >"$work/token.conf"
 # authgate: one protected upstream, a local user and a trusted client, so a token can be
 # obtained the way a client would (authorize → login → code → token).
 hash=$(printf 'bench-password' | "$AUTHGATE" hash-password)
+cat >"$work/policy.toml" <<'TOML'
+[[rule]]
+name = "nobody reads the environment"
+effect = "deny"
+upstreams = ["everything_policy"]
+tools = ["get-env"]
+
+[[rule]]
+name = "the bench user uses the tools"
+effect = "allow"
+upstreams = ["everything_policy"]
+users = ["local:bench"]
+tools = ["*"]
+TOML
 authgate_conf() { # $1: port → the config of an authgate on it, with its own store
   cat >"$work/authgate-$1.toml" <<TOML
 [server]
@@ -133,6 +154,13 @@ name = "everything"
 path = "/everything"
 url = "http://127.0.0.1:$EV/mcp"
 scopes = ["mcp:tools"]
+[[upstream]]
+name = "everything_policy"
+path = "/everything-policy"
+url = "http://127.0.0.1:$EV/mcp"
+scopes = ["mcp:tools"]
+[policy]
+files = ["$work/policy.toml"]
 [[provider]]
 id = "local"
 kind = "local"
@@ -196,10 +224,11 @@ rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 idle_rss=$(rss_kb "$ag_pid")
 
-lua() { # $1: token, $2: extra header lines
+call='{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"}}}'
+lua() { # $1: token, $2: extra header lines, $3: MCP revision, $4: body (a tools/call)
   cat <<LUA
 wrk.method = "POST"
-wrk.body = '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"}}}'
+wrk.body = '${4:-$call}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "application/json, text/event-stream"
 wrk.headers["Authorization"] = "Bearer $1"
@@ -227,10 +256,6 @@ for a in ${ALLOCATORS:-}; do
   targets+=("authgate_$a")
 done
 
-if [ -n "${ONLY:-}" ]; then  # ONLY="direct pingora authgate": a subset of the targets
-  kept=(); for t in "${targets[@]}"; do [[ " $ONLY " == *" $t "* ]] && kept+=("$t"); done
-  targets=("${kept[@]}")
-fi
 
 if [ "$MCP" = 1 ]; then
   # A real MCP server (on the load CPU, like the upstream stand-in), one session through
@@ -266,6 +291,27 @@ if [ "$MCP" = 1 ]; then
   url[mcp_direct]="http://127.0.0.1:$EV/mcp"; script[mcp_direct]=mcp_direct; proc[mcp_direct]=""
   url[mcp_authgate]="http://127.0.0.1:$AG/everything"; script[mcp_authgate]=mcp_authgate; proc[mcp_authgate]=$ag_pid
   targets+=(mcp_direct mcp_authgate)
+  # Policies: the same server behind a route with rules; tools/list with and without them.
+  list='{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{}}'
+  lua "$mcp_token" "wrk.headers[\"Mcp-Session-Id\"] = \"$sid\"" 2025-06-18 "$list" >"$work/mcp_list.lua"
+  policy_token=$(token_for /everything-policy)
+  psid=$(session_for "http://127.0.0.1:$AG/everything-policy" "$policy_token")
+  lua "$policy_token" "wrk.headers[\"Mcp-Session-Id\"] = \"$psid\"" 2025-06-18 >"$work/mcp_call_policy.lua"
+  lua "$policy_token" "wrk.headers[\"Mcp-Session-Id\"] = \"$psid\"" 2025-06-18 "$list" >"$work/mcp_list_policy.lua"
+  listed=$(curl -s --max-time 10 -X POST "http://127.0.0.1:$AG/everything-policy" -H "Authorization: Bearer $policy_token" \
+    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+    -H "Mcp-Session-Id: $psid" -H 'MCP-Protocol-Version: 2025-06-18' -d "$list")
+  { printf '%s' "$listed" | grep -q '"echo"' && ! printf '%s' "$listed" | grep -q '"get-env"'; } \
+    || { echo "tools/list through the policy route was not filtered: $listed" >&2; exit 1; }
+  for t in mcp_list mcp_call_policy mcp_list_policy; do script[$t]=$t; proc[$t]=$ag_pid; done
+  url[mcp_list]="http://127.0.0.1:$AG/everything"
+  url[mcp_call_policy]="http://127.0.0.1:$AG/everything-policy"; url[mcp_list_policy]=${url[mcp_call_policy]}
+  targets+=(mcp_call_policy mcp_list mcp_list_policy)
+fi
+
+if [ -n "${ONLY:-}" ]; then  # ONLY="direct pingora authgate": a subset of the targets
+  kept=(); for t in "${targets[@]}"; do [[ " $ONLY " == *" $t "* ]] && kept+=("$t"); done
+  targets=("${kept[@]}")
 fi
 
 to_ms() { # wrk latency like 1.23ms / 450.00us / 1.2s → ms

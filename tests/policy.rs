@@ -218,6 +218,16 @@ async fn policies_decide_upstreams_tools_and_lists_end_to_end() {
     .await;
     assert_eq!(r.status(), 200);
     let content_type = r.headers()["content-type"].to_str().unwrap().to_string();
+    // The SDK v2 server answers 2026-07-28 requests as plain JSON (server-everything above
+    // answered SSE): both shapes are filtered.
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    assert!(
+        r.headers().get("content-length").is_none(),
+        "a filtered body is sent chunked"
+    );
     let text = r.text().await.unwrap();
     let data = text
         .lines()
