@@ -4,24 +4,13 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{start_echo_upstream, start_everything, Gateway, TestConfig};
 use serde_json::{json, Value};
 
 const ADMIN_TOKEN: &str = "admin-token-for-the-key-tests-0123456789";
 
 fn cli(gw: &Gateway, args: &[&str]) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authgate"));
-    cmd.args(args)
-        .env("AUTHGATE_ADMIN_URL", gw.admin_url(""))
-        .env("AUTHGATE_ADMIN_TOKEN", ADMIN_TOKEN);
-    let out = common::output_within(cmd);
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::admin_cli(gw, ADMIN_TOKEN, args)
 }
 
 async fn get(gw: &Gateway, path: &str, key: &str) -> reqwest::Response {

@@ -45,16 +45,7 @@ fn ops_config(up: &str, extra: &str) -> String {
 
 /// `authgate <args>` against `gw`'s admin API.
 fn cli(gw: &Gateway, args: &[&str]) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authgate"));
-    cmd.args(args)
-        .env("AUTHGATE_ADMIN_URL", gw.admin_url(""))
-        .env("AUTHGATE_ADMIN_TOKEN", ADMIN_TOKEN);
-    let out = common::output_within(cmd);
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::admin_cli(gw, ADMIN_TOKEN, args)
 }
 
 /// The Prometheus text of `/metrics`, as `name{sorted labels}` → value.

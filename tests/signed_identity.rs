@@ -125,25 +125,9 @@ async fn upstreams_verify_the_assertion_at_the_published_jwks_across_a_rotation(
 
     // Rotation: new assertions carry the new key and verify (the verifier fetches the JWKS
     // again for the unknown key); the old assertion still verifies while it lives.
-    let out = Command::new(env!("CARGO_BIN_EXE_authgate"))
-        .args(["admin", "rotate-signing-key"])
-        .env("AUTHGATE_ADMIN_URL", gw.admin_url(""))
-        .env("AUTHGATE_ADMIN_TOKEN", ADMIN_TOKEN)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let jwks: Value = http
-        .get(gw.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (ok, _, err) = common::admin_cli(&gw, ADMIN_TOKEN, &["admin", "rotate-signing-key"]);
+    assert!(ok, "{err}");
+    let jwks: Value = common::get_json(&gw.url("/.well-known/jwks.json")).await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
     let (status, v) = through("/signed", token.clone()).await;
     assert_eq!(status, 200, "{v}");
@@ -158,14 +142,7 @@ async fn upstreams_verify_the_assertion_at_the_published_jwks_across_a_rotation(
     tokio::time::sleep(Duration::from_secs(exp.saturating_sub(now) + 1)).await;
     let (status, v) = direct(assertion).await;
     assert_eq!(status, 401, "{v}");
-    let jwks: Value = http
-        .get(gw.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = common::get_json(&gw.url("/.well-known/jwks.json")).await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1, "{jwks}");
     let (status, v) = through("/signed", token).await;
     assert_eq!(status, 200, "{v}");

@@ -401,6 +401,25 @@ pub fn output_within(mut cmd: Command) -> Output {
     }
 }
 
+/// A GET answered with JSON.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// Runs `authgate ARGS` against `gw`'s admin API with `token`: (success, stdout, stderr).
+pub fn admin_cli(gw: &Gateway, token: &str, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authgate"));
+    cmd.args(args)
+        .env("AUTHGATE_ADMIN_URL", gw.admin_url(""))
+        .env("AUTHGATE_ADMIN_TOKEN", token);
+    let out = output_within(cmd);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Runs a node script from tests/e2e (within the deadline) and parses the one JSON object it
 /// prints.
 pub fn run_node_json(script: &str, args: &[&str]) -> (bool, serde_json::Value, String) {
