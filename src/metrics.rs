@@ -69,6 +69,7 @@ pub struct Metrics {
     pub mcp_requests: IntCounterVec,
     pub mcp_errors: IntCounterVec,
     pub policy_decisions: IntCounterVec,
+    pub credential_fetches: IntCounterVec,
     pub store_entries: IntGaugeVec,
     pub store_writes: Histogram,
     pub store_failures: IntCounter,
@@ -228,6 +229,12 @@ impl Metrics {
             "Policy decisions, by upstream, what was decided (access, call, list_item, step_up) and result (allowed, denied)",
             &["upstream", "kind", "result"],
         );
+        let credential_fetches = counter(
+            &r,
+            "upstream_credential_fetches_total",
+            "Client-credentials tokens fetched for upstreams, by upstream and result (ok, failed)",
+            &["upstream", "result"],
+        );
         let mcp_errors = counter(
             &r,
             "mcp_errors_total",
@@ -308,6 +315,7 @@ impl Metrics {
             mcp_requests,
             mcp_errors,
             policy_decisions,
+            credential_fetches,
             store_entries,
             store_writes,
             store_failures,
@@ -322,7 +330,7 @@ impl Metrics {
     /// Every metric's name (`/metrics` shows a labelled family once it has a sample).
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 29] = [
+        let collectors: [&dyn Collector; 30] = [
             &self.requests,
             &self.request_duration,
             &self.requests_in_flight,
@@ -344,6 +352,7 @@ impl Metrics {
             &self.mcp_requests,
             &self.mcp_errors,
             &self.policy_decisions,
+            &self.credential_fetches,
             &self.store_entries,
             &self.store_writes,
             &self.store_failures,

@@ -308,6 +308,9 @@ pub struct UpstreamSection {
     /// How long an idle connection to the upstream is kept for reuse.
     #[schemars(with = "Option<String>")]
     pub keepalive_timeout: Option<Text>,
+    /// A credential of the upstream's own, sent on every request (set by ops).
+    #[schemars(with = "Option<CredentialSection>")]
+    pub credential: Option<Spanned<CredentialSection>>,
     /// Also send a signed assertion (a JWT the upstream verifies at the issuer's JWKS).
     #[schemars(with = "Option<SignedIdentitySection>")]
     pub signed_identity: Option<Spanned<SignedIdentitySection>>,
@@ -415,4 +418,46 @@ pub struct ToolScopesSection {
     pub tools: Vec<Text>,
     #[serde(default)]
     pub scopes: Vec<Text>,
+}
+
+/// `[upstream.credential] kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// `header` = `value`.
+    Header,
+    /// `Authorization: Bearer <value>`.
+    Bearer,
+    /// `Authorization: Basic` of `username` and `password`.
+    Basic,
+    /// An OAuth 2 client-credentials token from `token_url`, as a bearer token.
+    ClientCredentials,
+}
+
+/// `[upstream.credential]`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialSection {
+    #[schemars(with = "Option<CredentialKind>")]
+    pub kind: Option<Spanned<CredentialKind>>,
+    #[schemars(with = "Option<String>")]
+    pub header: Option<Text>,
+    #[schemars(with = "Option<String>")]
+    pub value: Option<Text>,
+    #[schemars(with = "Option<String>")]
+    pub username: Option<Text>,
+    #[schemars(with = "Option<String>")]
+    pub password: Option<Text>,
+    #[schemars(with = "Option<String>")]
+    pub token_url: Option<Text>,
+    #[schemars(with = "Option<String>")]
+    pub client_id: Option<Text>,
+    #[schemars(with = "Option<String>")]
+    pub client_secret: Option<Text>,
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub scopes: Vec<Text>,
+    /// RFC 8707 `resource` for the token request.
+    #[schemars(with = "Option<String>")]
+    pub resource: Option<Text>,
 }

@@ -429,6 +429,38 @@ pub struct Upstream {
     pub keepalive_timeout: Duration,
     /// A signed assertion of who is calling, besides the plain identity headers.
     pub signed_identity: Option<SignedIdentity>,
+    /// The upstream's own credential, sent on every request.
+    pub credential: Option<UpstreamCredential>,
+}
+
+/// `[upstream.credential]`.
+#[derive(Debug, Clone)]
+pub enum UpstreamCredential {
+    /// A static value (API key, `Bearer …`, `Basic …`), from the environment.
+    Header {
+        name: http::HeaderName,
+        value: http::HeaderValue,
+    },
+    ClientCredentials(ClientCredentials),
+}
+
+impl UpstreamCredential {
+    pub fn header(&self) -> http::HeaderName {
+        match self {
+            UpstreamCredential::Header { name, .. } => name.clone(),
+            UpstreamCredential::ClientCredentials(_) => http::header::AUTHORIZATION,
+        }
+    }
+}
+
+/// An OAuth 2 client-credentials grant at the upstream's authorization server.
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub scopes: Vec<String>,
+    pub resource: Option<String>,
 }
 
 /// `[upstream.signed_identity]`: a JWT (EdDSA) the upstream verifies at the issuer's JWKS.

@@ -23,6 +23,7 @@ pub mod bearer;
 mod body;
 mod context;
 pub mod cors;
+pub mod credentials;
 pub mod headers;
 pub mod limits;
 pub mod list_filter;
@@ -74,6 +75,8 @@ pub struct Gateway {
     pub requests: Arc<Requests>,
     /// The metric series of the gateway's own endpoints (`upstream="authgate"`).
     pub own_metrics: crate::metrics::UpstreamMetrics,
+    /// Upstreams' own credentials (client-credentials tokens, cached).
+    pub credentials: credentials::Credentials,
 }
 
 impl Gateway {
@@ -363,6 +366,25 @@ impl ProxyHttp for Gateway {
                     pingora::Error::because(ErrorType::InternalError, "signing the identity", e)
                 })?;
             upstream_request.insert_header(signed.header.clone(), assertion.0.as_str())?;
+        }
+        let route = route.clone();
+        if let Some(credential) = &route.upstream.credential {
+            let name = route.upstream.name.as_str();
+            match self.credentials.value(name, credential).await {
+                Ok(value) => upstream_request.insert_header(credential.header(), value)?,
+                Err(e) => {
+                    tracing::error!(upstream = name, error = %e, "no credential for the upstream");
+                    ctx.refused = Some("upstream_credential");
+                    ctx.refusal = Some(
+                        Reply::error(
+                            ErrorCode::UpstreamUnavailable,
+                            "authgate could not obtain this server's credentials",
+                        )
+                        .with_status(502),
+                    );
+                    return Error::e_explain(ErrorType::HTTPStatus(502), "upstream credential");
+                }
+            }
         }
         Ok(())
     }

@@ -141,6 +141,7 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
         authority: authority.clone(),
         requests: requests.clone(),
         own_metrics: crate::metrics::UpstreamMetrics::new("authgate"),
+        credentials: Default::default(),
     };
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "authgate");

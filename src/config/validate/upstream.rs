@@ -7,11 +7,14 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::{bare_host, Validator};
-use crate::config::file::{IdentityHeadersSection, SignedIdentitySection, Text, UpstreamSection};
+use crate::config::file::{
+    CredentialKind, CredentialSection, IdentityHeadersSection, SignedIdentitySection, Text,
+    UpstreamSection,
+};
 use crate::config::model::{
     IdentityHeaders, RoutePath, ScopeDef, Upstream, UpstreamAuth, UpstreamUrl,
 };
-use crate::config::SignedIdentity;
+use crate::config::{ClientCredentials, SignedIdentity, UpstreamCredential};
 use crate::vocab::{paths, UpstreamName};
 
 /// Shorter than the keep-alive timeout of common upstream servers (Node.js and uvicorn close
@@ -92,6 +95,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             };
             let identity_headers = self.identity_headers(&u.identity_headers, i);
             let signed_identity = self.signed_identity(&u.signed_identity, i);
+            let credential = self.credential(&u.credential, i);
             let (Some(name), Some(path), Some(host), Some(url)) = (name, path, host, url) else {
                 continue;
             };
@@ -130,9 +134,111 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                     DEFAULT_KEEPALIVE_TIMEOUT,
                 ),
                 signed_identity,
+                credential,
             });
         }
         out
+    }
+
+    fn credential(
+        &mut self,
+        section: &Option<Spanned<CredentialSection>>,
+        i: usize,
+    ) -> Option<UpstreamCredential> {
+        let section = section.as_ref()?;
+        let c = section.get_ref();
+        let at = section.span();
+        let key = |k: &str| format!("upstream[{i}].credential.{k}");
+        let Some(kind) = c.kind.as_ref().map(|k| *k.get_ref()) else {
+            self.src.push(
+                at,
+                key("kind"),
+                "is required: \"header\", \"bearer\", \"basic\" or \"client_credentials\"",
+            );
+            return None;
+        };
+        let why = "for this kind (use \"${ENV_VAR}\" for secrets)";
+        let header_value = |v: String, k: &str, src: &mut crate::config::error::Source<'_>| {
+            match http::HeaderValue::from_str(&v) {
+                Ok(mut h) => {
+                    h.set_sensitive(true);
+                    Some(h)
+                }
+                Err(_) => {
+                    src.push(at.clone(), key(k), "is not a valid header value");
+                    None
+                }
+            }
+        };
+        match kind {
+            CredentialKind::Header | CredentialKind::Bearer => {
+                let value = self.required(&c.value, &key("value"), at.clone(), why)?;
+                let name = match (kind, &c.header) {
+                    (CredentialKind::Header, Some(h)) => self.parsed(h, &key("header"), |raw| {
+                        http::HeaderName::from_bytes(raw.to_ascii_lowercase().as_bytes())
+                            .map_err(|_| format!("`{raw}` is not a valid header name"))
+                    })?,
+                    (CredentialKind::Header, None) => {
+                        self.src.push(
+                            at,
+                            key("header"),
+                            "is required for kind = \"header\" (e.g. \"X-Api-Key\")",
+                        );
+                        return None;
+                    }
+                    _ => http::header::AUTHORIZATION,
+                };
+                let value = match kind {
+                    CredentialKind::Bearer => format!("Bearer {value}"),
+                    _ => value,
+                };
+                let value = header_value(value, "value", &mut self.src)?;
+                Some(UpstreamCredential::Header { name, value })
+            }
+            CredentialKind::Basic => {
+                let user = self.required(&c.username, &key("username"), at.clone(), why)?;
+                let password = self.required(&c.password, &key("password"), at.clone(), why)?;
+                use base64::Engine;
+                let encoded =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                let value = header_value(format!("Basic {encoded}"), "password", &mut self.src)?;
+                Some(UpstreamCredential::Header {
+                    name: http::header::AUTHORIZATION,
+                    value,
+                })
+            }
+            CredentialKind::ClientCredentials => {
+                let token_url = self.required(&c.token_url, &key("token_url"), at.clone(), why);
+                let token_url = token_url.and_then(|u| match url::Url::parse(&u) {
+                    Ok(p)
+                        if p.scheme() == "https"
+                            || p.host().is_some_and(|h| crate::vocab::is_loopback_host(&h)) =>
+                    {
+                        Some(u)
+                    }
+                    _ => {
+                        self.src.push(
+                            at.clone(),
+                            key("token_url"),
+                            "must be an https URL (http only on loopback)",
+                        );
+                        None
+                    }
+                });
+                let client_id = self.required(&c.client_id, &key("client_id"), at.clone(), why);
+                let client_secret =
+                    self.required(&c.client_secret, &key("client_secret"), at.clone(), why);
+                let scopes = self.parsed_list(&c.scopes, &key("scopes"), |s| Ok(s.to_string()));
+                let resource = self.opt_text(&c.resource, &key("resource"));
+                Some(UpstreamCredential::ClientCredentials(ClientCredentials {
+                    token_url: token_url?,
+                    client_id: client_id?,
+                    client_secret: crate::vocab::Secret::new(client_secret?),
+                    scopes,
+                    resource,
+                }))
+            }
+        }
     }
 
     fn signed_identity(
