@@ -11,9 +11,11 @@
 //! 2. `upstream_peer`: the route's peer; its host name is resolved on first use and again
 //!    every `dns_refresh` (`router`).
 //! 3. `upstream_request_filter`: rewrite path and `Host`, set forwarding headers, replace
-//!    identity headers (`headers`).
+//!    identity headers (`headers`), add the signed assertion and the upstream's own
+//!    credential where configured (`credentials`).
 //! 4. Bodies stream both ways, so SSE is never buffered; only a large request body with
-//!    mirrored MCP headers is held in `request_body_filter` until it is checked.
+//!    mirrored MCP headers, or to a route with call rules, is held in `request_body_filter`
+//!    until it is checked.
 //! 5. `response_filter`: CORS headers for an allowed browser origin; a list result that
 //!    policies filter gets a `list_filter`, which `response_body_filter` feeds.
 //! 6. `fail_to_proxy`: 502/504 (or the -32020 mismatch) with a JSON body.
