@@ -584,15 +584,17 @@ async fn upstream_connections_are_kept_for_reuse_beyond_pingoras_default_pool() 
     let pooled = upstream_connections(4096, clients).await;
     let small = upstream_connections(128, clients).await;
     eprintln!("new upstream connections once warm: pool 4096 → {pooled}, pool 128 → {small}");
-    // Once warm, requests reuse the connections they find idle.
+    // Once warm, requests reuse the connections they find idle (0-3 new ones on a quiet
+    // machine; a busy one has more clients in flight at once than during the warm-up, and
+    // each of those opens one more: the bound leaves room for that).
     assert!(
-        pooled <= clients / 50,
+        pooled <= clients / 10,
         "{pooled} new upstream connections for {} requests of {clients} clients",
         clients * 10
     );
     // With Pingora's default, what the pool cannot keep is closed and opened again.
     assert!(
-        small >= clients / 10,
+        small >= clients / 10 && small > 3 * pooled,
         "pool 128: {small}, pool 4096: {pooled}"
     );
 }
