@@ -20,7 +20,7 @@ struct TokenServer {
 }
 
 /// A token endpoint for client `svc` / `svc-secret` (HTTP Basic): each answer is a new token
-/// `cc-<n>` living 2 s, given after 300 ms so that concurrent requests pile up behind it.
+/// `cc-<n>` living 4 s (refreshed after 2 s), given after 300 ms so that concurrent requests pile up behind it.
 async fn token_server(state: Arc<TokenServer>) -> String {
     use axum::response::IntoResponse;
     let app = axum::Router::new().route(
@@ -39,7 +39,7 @@ async fn token_server(state: Arc<TokenServer>) -> String {
                         .into_response();
                 }
                 let n = state.fetches.fetch_add(1, Ordering::SeqCst) + 1;
-                axum::Json(json!({"access_token": format!("cc-{n}"), "token_type": "Bearer", "expires_in": 2}))
+                axum::Json(json!({"access_token": format!("cc-{n}"), "token_type": "Bearer", "expires_in": 4}))
                     .into_response()
             }
         }),
@@ -133,19 +133,19 @@ async fn upstream_credentials_are_injected_refreshed_single_flight_and_never_lea
         "one fetch for 50 requests"
     );
 
-    // Refreshed before it expires (2 s lifetime, refreshed after 1 s): again one fetch.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Refreshed before it expires (4 s lifetime, refreshed after 2 s): again one fetch.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
     burst("Bearer cc-2").await;
     assert_eq!(state.fetches.load(Ordering::SeqCst), 2);
 
     // The token endpoint fails: the still-valid token is used meanwhile; once it has
     // expired, the request is answered 502 instead of going out without its credential.
     state.failing.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let (status, v) = seen(&gw, "/service", &service).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["headers"]["authorization"], "Bearer cc-2");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     let r = reqwest::Client::new()
         .post(gw.url("/service"))
         .bearer_auth(&service)
