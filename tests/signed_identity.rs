@@ -125,8 +125,11 @@ async fn upstreams_verify_the_assertion_at_the_published_jwks_across_a_rotation(
 
     // Rotation: new assertions carry the new key and verify (the verifier fetches the JWKS
     // again for the unknown key); the old assertion still verifies while it lives.
-    let (ok, _, err) = common::admin_cli(&gw, ADMIN_TOKEN, &["admin", "rotate-signing-key"]);
+    let (ok, out, err) =
+        common::admin_cli(&gw, ADMIN_TOKEN, &["admin", "--json", "rotate-signing-key"]);
     assert!(ok, "{err}");
+    let rotated: Value = serde_json::from_str(&out).unwrap();
+    let published_until = rotated["previous_published_until"].as_u64().unwrap();
     let jwks: Value = common::get_json(&gw.url("/.well-known/jwks.json")).await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
     let (status, v) = through("/signed", token.clone()).await;
@@ -139,7 +142,13 @@ async fn upstreams_verify_the_assertion_at_the_published_jwks_across_a_rotation(
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    tokio::time::sleep(Duration::from_secs(exp.saturating_sub(now) + 1)).await;
+    // The old key is published for one lifetime after the rotation, which came after `exp`
+    // was set: wait for both.
+    assert!(published_until >= exp, "{rotated}");
+    tokio::time::sleep(Duration::from_secs(
+        published_until.max(exp).saturating_sub(now) + 1,
+    ))
+    .await;
     let (status, v) = direct(assertion).await;
     assert_eq!(status, 401, "{v}");
     let jwks: Value = common::get_json(&gw.url("/.well-known/jwks.json")).await;
