@@ -55,6 +55,13 @@ pub enum AdminCommand {
     /// Write a consistent copy of the store to FILE (on the gateway's machine; it must not
     /// exist yet). Restore with `authgate restore`.
     Backup { file: PathBuf },
+    /// Connect an upstream's service account (`kind = "connected_account"`): prints the URL
+    /// to open and sign in at the service; authgate keeps the refresh token, sealed.
+    Connect { upstream: String },
+    /// Upstreams with a connected account, and who each is connected as.
+    Connections,
+    /// Forget an upstream's connected account.
+    Disconnect { upstream: String },
     /// Make a new key for the signed identity assertions; the old one stays in the JWKS
     /// until every assertion it signed has expired.
     RotateSigningKey,
@@ -318,6 +325,17 @@ pub fn run(c: &Connection, command: AdminCommand) -> ExitCode {
             )
         }
         AdminCommand::RotateSigningKey => (Method::POST, "/admin/signing-key/rotate".into(), None),
+        AdminCommand::Connect { upstream } => (
+            Method::POST,
+            format!("/admin/connections/{}", enc(upstream)),
+            None,
+        ),
+        AdminCommand::Connections => (Method::GET, "/admin/connections".into(), None),
+        AdminCommand::Disconnect { upstream } => (
+            Method::DELETE,
+            format!("/admin/connections/{}", enc(upstream)),
+            None,
+        ),
         AdminCommand::Keys(KeysCommand::List) => (Method::GET, "/admin/keys".into(), None),
         AdminCommand::Keys(KeysCommand::Create {
             name,
@@ -426,6 +444,21 @@ fn render(command: &AdminCommand, v: &Value) -> String {
                 "API key `{}` created; it is shown this once (authgate keeps only its sha256). Send it as Authorization: Bearer <key>.",
                 s(&v["name"])
             );
+        }
+        AdminCommand::Connect { .. } => {
+            let _ = writeln!(out, "{}", s(&v["authorize_url"]));
+            eprintln!(
+                "Open this URL and sign in with the service account; it is valid for ten minutes."
+            );
+        }
+        AdminCommand::Connections => {
+            for c in list {
+                let status = match c["connected_as"].as_str() {
+                    Some(who) => format!("connected as {who} since {}", time(&c["connected_at"])),
+                    None => "not connected".to_string(),
+                };
+                let _ = writeln!(out, "  {:<20} {status}", s(&c["upstream"]));
+            }
         }
         AdminCommand::RotateSigningKey => {
             let _ = writeln!(

@@ -432,6 +432,9 @@ pub enum CredentialKind {
     Basic,
     /// An OAuth 2 client-credentials token from `token_url`, as a bearer token.
     ClientCredentials,
+    /// A service account an administrator connects once in the browser (authorization code
+    /// + PKCE at `authorize_url`); its refresh token is kept sealed in the store.
+    ConnectedAccount,
 }
 
 /// `[upstream.credential]`.
@@ -448,6 +451,8 @@ pub struct CredentialSection {
     pub username: Option<Text>,
     #[schemars(with = "Option<String>")]
     pub password: Option<Text>,
+    #[schemars(with = "Option<String>")]
+    pub authorize_url: Option<Text>,
     #[schemars(with = "Option<String>")]
     pub token_url: Option<Text>,
     #[schemars(with = "Option<String>")]

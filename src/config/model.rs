@@ -442,13 +442,20 @@ pub enum UpstreamCredential {
         value: http::HeaderValue,
     },
     ClientCredentials(ClientCredentials),
+    /// A service account connected by an administrator (`authgate admin connect`): the
+    /// grant's settings; `authorize_url` is where the administrator signs in.
+    ConnectedAccount {
+        authorize_url: String,
+        grant: ClientCredentials,
+    },
 }
 
 impl UpstreamCredential {
     pub fn header(&self) -> http::HeaderName {
         match self {
             UpstreamCredential::Header { name, .. } => name.clone(),
-            UpstreamCredential::ClientCredentials(_) => http::header::AUTHORIZATION,
+            UpstreamCredential::ClientCredentials(_)
+            | UpstreamCredential::ConnectedAccount { .. } => http::header::AUTHORIZATION,
         }
     }
 }

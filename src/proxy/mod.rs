@@ -77,8 +77,9 @@ pub struct Gateway {
     pub requests: Arc<Requests>,
     /// The metric series of the gateway's own endpoints (`upstream="authgate"`).
     pub own_metrics: crate::metrics::UpstreamMetrics,
-    /// Upstreams' own credentials (client-credentials tokens, cached).
-    pub credentials: credentials::Credentials,
+    /// Upstreams' own credentials (tokens cached; connections pending), shared with the
+    /// admin API.
+    pub credentials: Arc<credentials::Credentials>,
 }
 
 impl Gateway {
@@ -112,6 +113,13 @@ impl Gateway {
                             .with_header(http::header::RETRY_AFTER, "5")
                     }
                 }
+            }
+            Endpoint::ConnectCallback => {
+                ctx.handler = "connect";
+                let query = session.req_header().uri.query().unwrap_or("").to_string();
+                self.credentials
+                    .finish_connect(&self.authority, config, &query)
+                    .await
             }
             endpoint => {
                 ctx.handler = "oauth";
@@ -372,7 +380,11 @@ impl ProxyHttp for Gateway {
         let route = route.clone();
         if let Some(credential) = &route.upstream.credential {
             let name = route.upstream.name.as_str();
-            match self.credentials.value(name, credential).await {
+            match self
+                .credentials
+                .value(&self.authority, name, credential)
+                .await
+            {
                 Ok(value) => upstream_request.insert_header(credential.header(), value)?,
                 Err(e) => {
                     tracing::error!(upstream = name, error = %e, "no credential for the upstream");

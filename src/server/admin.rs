@@ -29,6 +29,8 @@ pub struct AdminApi {
     pub authority: Arc<Authority>,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub reloader: Arc<Reloader>,
+    /// The gateway's upstream credentials (connected accounts).
+    pub credentials: Arc<crate::proxy::credentials::Credentials>,
 }
 
 type Answer = (StatusCode, Value);
@@ -486,6 +488,31 @@ impl AdminApi {
                 Err(e) => store_error(e),
             },
             (&Method::POST, ["keys"]) => self.create_key(body, remote).await,
+            (&Method::GET, ["connections"]) => {
+                let config = &self.snapshot.load().config;
+                match self.credentials.connections(&self.authority, config).await {
+                    Ok(list) => (StatusCode::OK, json!(list)),
+                    Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+                }
+            }
+            (&Method::POST, ["connections", upstream]) => {
+                let config = &self.snapshot.load().config;
+                match self.credentials.start_connect(config, upstream) {
+                    Ok(url) => (StatusCode::OK, json!({"authorize_url": url})),
+                    Err(e) => error(StatusCode::BAD_REQUEST, e),
+                }
+            }
+            (&Method::DELETE, ["connections", upstream]) => {
+                let config = &self.snapshot.load().config;
+                match self
+                    .credentials
+                    .disconnect(&self.authority, config, upstream)
+                    .await
+                {
+                    Ok(()) => done(format!("disconnected the account of {upstream}")),
+                    Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+                }
+            }
             (&Method::POST, ["signing-key", "rotate"]) => {
                 // The old key stays published as long as an assertion it signed may live.
                 let longest = self

@@ -136,12 +136,13 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
         reloader.clone().watch();
     }
     let requests = Arc::new(Requests::default());
+    let credentials = Arc::new(crate::proxy::credentials::Credentials::default());
     let gateway = Gateway {
         snapshot: snapshot.clone(),
         authority: authority.clone(),
         requests: requests.clone(),
         own_metrics: crate::metrics::UpstreamMetrics::new("authgate"),
-        credentials: Default::default(),
+        credentials: credentials.clone(),
     };
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "authgate");
@@ -154,6 +155,7 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
             authority,
             snapshot,
             reloader: reloader.clone(),
+            credentials,
         };
         let mut admin =
             pingora::services::listening::Service::new("authgate admin".to_string(), api);

@@ -16,7 +16,11 @@ pub const RESERVED: &[&str] = &[
     "/login",
     "/callback",
     "/consent",
+    "/connect",
 ];
+
+/// Where an upstream's service account comes back after an administrator connected it.
+pub const CONNECT_CALLBACK: &str = "/connect/callback";
 
 pub const PROTECTED_RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resource";
 pub const AUTHORIZATION_SERVER_METADATA: &str = "/.well-known/oauth-authorization-server";
@@ -46,6 +50,8 @@ pub enum Endpoint<'p> {
     /// `/callback/<provider>`.
     Callback(&'p str),
     Consent,
+    /// [`CONNECT_CALLBACK`]: an upstream's connected account coming back.
+    ConnectCallback,
     /// Below a reserved prefix but nothing there: 404.
     Unknown,
 }
@@ -71,6 +77,7 @@ impl<'p> Endpoint<'p> {
             "/introspect" => Introspect,
             "/login" => Chooser,
             "/consent" => Consent,
+            CONNECT_CALLBACK => ConnectCallback,
             p if p
                 .strip_prefix(PROTECTED_RESOURCE_METADATA)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) =>
@@ -122,6 +129,8 @@ mod tests {
                 Some(AuthorizationServerMetadata),
             ),
             ("/.well-known/jwks.json", Some(Jwks)),
+            ("/connect/callback", Some(ConnectCallback)),
+            ("/connect", Some(Unknown)),
             (
                 "/.well-known/oauth-protected-resource",
                 Some(ProtectedResourceMetadata("")),

@@ -3,7 +3,7 @@
 //
 // Usage:
 //   node oidc-provider.mjs --issuer http://<host>:<port> --client-id <id> --client-secret <secret>
-//       --redirect-uri <uri> [--redirect-uri <uri2> ...]
+//       --redirect-uri <uri> [--redirect-uri <uri2> ...] [--access-ttl <seconds>]
 //
 // - issuer as given (discovery at /.well-known/openid-configuration); it listens on the
 //   issuer's host and port, or on the socket inherited as fd $LISTEN_FD when set (the Rust
@@ -34,6 +34,7 @@ const { values: args } = parseArgs({
     "client-id": { type: "string" },
     "client-secret": { type: "string" },
     "redirect-uri": { type: "string", multiple: true },
+    "access-ttl": { type: "string" },
   },
 });
 for (const required of ["issuer", "client-id", "client-secret", "redirect-uri"]) {
@@ -112,7 +113,7 @@ const provider = new Provider(issuer, {
     userinfo: { enabled: true },
   },
   ttl: {
-    AccessToken: 3600,
+    AccessToken: Number(args["access-ttl"] ?? 3600),
     AuthorizationCode: 600,
     IdToken: 3600,
     RefreshToken: 86400,

@@ -207,36 +207,60 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                     value,
                 })
             }
-            CredentialKind::ClientCredentials => {
-                let token_url = self.required(&c.token_url, &key("token_url"), at.clone(), why);
-                let token_url = token_url.and_then(|u| match url::Url::parse(&u) {
-                    Ok(p)
-                        if p.scheme() == "https"
-                            || p.host().is_some_and(|h| crate::vocab::is_loopback_host(&h)) =>
-                    {
-                        Some(u)
+            CredentialKind::ClientCredentials | CredentialKind::ConnectedAccount => {
+                let token_url = self.endpoint(&c.token_url, &key("token_url"), &at, why);
+                let authorize_url = match kind {
+                    CredentialKind::ConnectedAccount => {
+                        Some(self.endpoint(&c.authorize_url, &key("authorize_url"), &at, why))
                     }
-                    _ => {
-                        self.src.push(
-                            at.clone(),
-                            key("token_url"),
-                            "must be an https URL (http only on loopback)",
-                        );
-                        None
-                    }
-                });
+                    _ => None,
+                };
                 let client_id = self.required(&c.client_id, &key("client_id"), at.clone(), why);
                 let client_secret =
                     self.required(&c.client_secret, &key("client_secret"), at.clone(), why);
                 let scopes = self.parsed_list(&c.scopes, &key("scopes"), |s| Ok(s.to_string()));
                 let resource = self.opt_text(&c.resource, &key("resource"));
-                Some(UpstreamCredential::ClientCredentials(ClientCredentials {
+                let grant = ClientCredentials {
                     token_url: token_url?,
                     client_id: client_id?,
                     client_secret: crate::vocab::Secret::new(client_secret?),
                     scopes,
                     resource,
-                }))
+                };
+                Some(match authorize_url {
+                    Some(a) => UpstreamCredential::ConnectedAccount {
+                        authorize_url: a?,
+                        grant,
+                    },
+                    None => UpstreamCredential::ClientCredentials(grant),
+                })
+            }
+        }
+    }
+
+    /// A required endpoint URL: https, or http on a loopback host.
+    fn endpoint(
+        &mut self,
+        value: &Option<Text>,
+        key: &str,
+        at: &std::ops::Range<usize>,
+        why: &str,
+    ) -> Option<String> {
+        let u = self.required(value, key, at.clone(), why)?;
+        match url::Url::parse(&u) {
+            Ok(p)
+                if p.scheme() == "https"
+                    || p.host().is_some_and(|h| crate::vocab::is_loopback_host(&h)) =>
+            {
+                Some(u)
+            }
+            _ => {
+                self.src.push(
+                    at.clone(),
+                    key,
+                    "must be an https URL (http only on loopback)",
+                );
+                None
             }
         }
     }
