@@ -146,3 +146,60 @@ async fn api_keys_reach_their_upstreams_only_and_die_with_revocation() {
     let needle = key.as_bytes();
     assert!(!store.windows(needle.len()).any(|w| w == needle));
 }
+
+/// Without an admin API (no `[admin]`), keys are made on the stopped gateway's store; while
+/// it runs, the store is locked and the command says to use the admin API.
+#[tokio::test]
+async fn api_keys_are_made_offline_on_a_stopped_gateways_store() {
+    let echo = start_echo_upstream().await;
+    let config = TestConfig::new()
+        .scope("mcp")
+        .upstream("echo", "/echo", &echo, "scopes = [\"mcp\"]")
+        .alice("")
+        .build();
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, guard) = common::reserve_addr();
+    let written = config
+        .replace("{addr}", &addr.to_string())
+        .replace("{data}", &dir.path().join("data").display().to_string());
+    let path = dir.path().join("authgate.toml");
+    std::fs::write(&path, &written).unwrap();
+    let offline = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"));
+        cmd.arg("keys").arg("--config").arg(&path).args(args);
+        let out = common::output_within(cmd);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, key, err) = offline(&[
+        "create",
+        "--name",
+        "nightly",
+        "--owner",
+        "ops@example.test",
+        "--upstream",
+        "echo",
+    ]);
+    assert!(ok && key.starts_with("ag_key_"), "{key}\n{err}");
+    let (ok, _, err) = offline(&[
+        "create",
+        "--name",
+        "x",
+        "--owner",
+        "o",
+        "--upstream",
+        "nope",
+    ]);
+    assert!(!ok && err.contains("no upstream is named `nope`"), "{err}");
+
+    let gw = Gateway::start_at(addr, guard, dir, &config, &[]).await;
+    let r = get(&gw, "/echo", &key).await;
+    assert_eq!(r.status(), 200);
+    let seen: Value = r.json().await.unwrap();
+    assert_eq!(seen["headers"]["x-authgate-user"], "key:nightly");
+    let (ok, _, err) = offline(&["list"]);
+    assert!(!ok && err.contains("authgate admin keys"), "{err}");
+}

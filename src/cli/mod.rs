@@ -86,6 +86,13 @@ pub enum Command {
     },
     /// Print the JSON schema of the config file (for editors: taplo, Even Better TOML).
     Schema,
+    /// API keys on a stopped gateway's store (a running one: `authgate admin keys`).
+    Keys {
+        #[arg(long, short, env = "AUTHGATE_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: admin::KeysCommand,
+    },
     /// Sign in to an MCP server behind authgate from the terminal (browser, PKCE, a loopback
     /// redirect); tokens are kept per server URL in a file only you can read.
     Login(login::LoginArgs),
@@ -120,6 +127,7 @@ pub fn main() -> ExitCode {
         Command::Migrate { config, dry_run } => offline::migrate(&config, dry_run),
         Command::Restore { config, backup } => offline::restore(&config, &backup),
         Command::Schema => offline::schema(),
+        Command::Keys { config, command } => offline::keys(&config, &command),
         Command::Policy { command } => policy::run(command),
         Command::Login(args) => login::login(&args),
         Command::Token(args) => login::token(&args),

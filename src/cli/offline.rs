@@ -7,6 +7,28 @@ use std::process::ExitCode;
 use crate::config;
 use crate::store::{self, RedbStore, SCHEMA_VERSION};
 
+/// Holds the data directory's instance lock for an offline command: refused while a gateway
+/// runs on it (the store itself opens shared, for binary upgrades, so its lock is this one).
+fn stopped(data_dir: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("authgate.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "an authgate is running with data_dir {}: stop it first",
+            data_dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
 fn load(config_path: &Path) -> Option<config::Config> {
     match config::load(config_path) {
         Ok(c) => Some(c),
@@ -52,6 +74,13 @@ pub fn migrate(config_path: &Path, dry_run: bool) -> ExitCode {
         println!("dry run: nothing changed (run without --dry-run, or just start authgate, to migrate; the file is copied first)");
         return ExitCode::SUCCESS;
     }
+    let _lock = match stopped(&c.server.data_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match RedbStore::open(&c.server.data_dir) {
         Ok(_) => {
             println!("migrated to version {SCHEMA_VERSION} (the file before is kept beside it as a backup)");
@@ -90,4 +119,119 @@ pub fn restore(config_path: &Path, backup: &Path) -> ExitCode {
 pub fn schema() -> ExitCode {
     println!("{}", config::json_schema());
     ExitCode::SUCCESS
+}
+
+/// `authgate keys …`: API keys on a stopped gateway's store (a running one has the store
+/// locked: use `authgate admin keys`, through its admin API, then).
+pub fn keys(config_path: &Path, command: &super::admin::KeysCommand) -> ExitCode {
+    use super::admin::KeysCommand;
+    use crate::store::Store;
+    let Some(c) = load(config_path) else {
+        return ExitCode::FAILURE;
+    };
+    // As the gateway makes it: readable by its owner only.
+    let made = {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&c.server.data_dir)
+    };
+    if let Err(e) = made {
+        eprintln!("{}: {e}", c.server.data_dir.display());
+        return ExitCode::FAILURE;
+    }
+    let _lock = match stopped(&c.server.data_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}, or use `authgate admin keys` through its admin API");
+            return ExitCode::FAILURE;
+        }
+    };
+    let store = match RedbStore::open(&c.server.data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let tags = match store.token_tags_now() {
+        Ok((key, _)) => crate::crypto::tokens::TokenTags::new(key),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let result: Result<(), String> = rt.block_on(async {
+        match command {
+            KeysCommand::List => {
+                let keys = store.list_api_keys().await.map_err(|e| e.to_string())?;
+                println!("{} API key(s)", keys.len());
+                let when = |t: Option<u64>| {
+                    t.map_or("never".to_string(), |s| {
+                        humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
+                        )
+                        .to_string()
+                    })
+                };
+                for k in keys {
+                    let upstreams: Vec<&str> = k.upstreams.iter().map(|u| u.as_str()).collect();
+                    println!(
+                        "  {:<20} {:<28} {:<20} {:<16} expires {}  last used {}",
+                        k.name,
+                        k.owner,
+                        upstreams.join(","),
+                        k.scopes.to_string(),
+                        when(k.expires_at),
+                        when(k.last_used_at)
+                    );
+                }
+                Ok(())
+            }
+            KeysCommand::Create {
+                name,
+                owner,
+                upstreams,
+                scopes,
+                expires_in,
+            } => {
+                let request = crate::oauth::api_keys::NewKey {
+                    name: name.clone(),
+                    owner: owner.clone(),
+                    upstreams: upstreams.clone(),
+                    scopes: scopes.clone(),
+                    expires_in: expires_in.clone(),
+                };
+                let (key, record) = request.mint(&c, &tags, crate::vocab::unix_now())?;
+                if !store.put_api_key(record).await.map_err(|e| e.to_string())? {
+                    return Err(format!("an API key named `{name}` exists: revoke it first, or choose another name"));
+                }
+                println!("{key}");
+                eprintln!("API key `{name}` created; it is shown this once (authgate keeps only its sha256). Send it as Authorization: Bearer <key>.");
+                Ok(())
+            }
+            KeysCommand::Revoke { name } => {
+                match store.delete_api_key(name).await.map_err(|e| e.to_string())? {
+                    true => {
+                        println!("revoked API key {name}");
+                        Ok(())
+                    }
+                    false => Err(format!("no API key `{name}`")),
+                }
+            }
+        }
+    });
+    store.close();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }

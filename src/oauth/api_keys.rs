@@ -151,6 +151,73 @@ pub fn mint(
     (key, record)
 }
 
+/// A request for a new key (the admin API's body, the offline command's flags).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    pub name: String,
+    pub owner: String,
+    pub upstreams: Vec<String>,
+    /// Space-separated; default: what the upstreams require.
+    pub scopes: Option<String>,
+    /// A duration, e.g. "90d"; default: until revoked.
+    pub expires_in: Option<String>,
+}
+
+impl NewKey {
+    /// Checks the request against `config` and mints the key: the key (shown once) and its
+    /// record.
+    pub fn mint(
+        &self,
+        config: &crate::config::Config,
+        tags: &TokenTags,
+        now: u64,
+    ) -> Result<(String, ApiKeyRecord), String> {
+        check_name(&self.name)?;
+        let owner = self.owner.trim();
+        if owner.is_empty() {
+            return Err("owner: who answers for the key (e.g. an email)".into());
+        }
+        let mut upstreams = Vec::new();
+        let mut needed = ScopeSet::default();
+        for name in &self.upstreams {
+            match config.upstream(name) {
+                Some(u) if u.auth == crate::config::UpstreamAuth::OAuth => {
+                    needed = needed.union(&u.scopes);
+                    upstreams.push(u.name.clone());
+                }
+                Some(_) => {
+                    return Err(format!(
+                        "upstream `{name}` has auth = \"none\": it needs no key"
+                    ))
+                }
+                None => return Err(format!("no upstream is named `{name}`")),
+            }
+        }
+        if upstreams.is_empty() {
+            return Err("upstreams: name at least one".into());
+        }
+        let scopes = match &self.scopes {
+            None => needed,
+            Some(s) => {
+                let set = ScopeSet::parse(s).map_err(|e| format!("scopes: {e}"))?;
+                if let Some(unknown) = set.iter().find(|s| config.scope(s.as_str()).is_none()) {
+                    return Err(format!("scope `{unknown}` is not declared in the config"));
+                }
+                set
+            }
+        };
+        let expires_at = match self.expires_in.as_deref().map(humantime::parse_duration) {
+            None => None,
+            Some(Ok(d)) if !d.is_zero() => Some(now + d.as_secs()),
+            Some(_) => return Err("expires_in: a duration such as \"90d\"".into()),
+        };
+        Ok(mint(
+            tags, &self.name, owner, upstreams, scopes, now, expires_at,
+        ))
+    }
+}
+
 /// A key name: what policies and logs call it.
 pub fn check_name(name: &str) -> Result<(), String> {
     UpstreamName::parse(name)

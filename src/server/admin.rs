@@ -215,90 +215,15 @@ impl AdminApi {
     /// `POST /admin/keys` `{"name", "owner", "upstreams": [...], "scopes"?: "a b",
     /// "expires_in"?: "90d"}`: the key is in the answer, once.
     async fn create_key(&self, body: &[u8], remote: Option<IpAddr>) -> Answer {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct NewKey {
-            name: String,
-            owner: String,
-            upstreams: Vec<String>,
-            scopes: Option<String>,
-            expires_in: Option<String>,
-        }
-        let req: NewKey = match serde_json::from_slice(body) {
+        let req: crate::oauth::api_keys::NewKey = match serde_json::from_slice(body) {
             Ok(r) => r,
             Err(e) => return error(StatusCode::BAD_REQUEST, format!("{e}: send {{\"name\", \"owner\", \"upstreams\": [...], \"scopes\": \"a b\" (optional), \"expires_in\": \"90d\" (optional)}}")),
         };
-        if let Err(e) = crate::oauth::api_keys::check_name(&req.name) {
-            return error(StatusCode::BAD_REQUEST, e);
-        }
-        if req.owner.trim().is_empty() {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "owner: who answers for the key (e.g. an email)",
-            );
-        }
         let snapshot = self.snapshot.load();
-        let config = &snapshot.config;
-        let mut upstreams = Vec::new();
-        let mut needed = crate::vocab::ScopeSet::default();
-        for name in &req.upstreams {
-            match config.upstream(name) {
-                Some(u) if u.auth == crate::config::UpstreamAuth::OAuth => {
-                    needed = needed.union(&u.scopes);
-                    upstreams.push(u.name.clone());
-                }
-                Some(_) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        format!("upstream `{name}` has auth = \"none\": it needs no key"),
-                    )
-                }
-                None => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        format!("no upstream is named `{name}`"),
-                    )
-                }
-            }
-        }
-        if upstreams.is_empty() {
-            return error(StatusCode::BAD_REQUEST, "upstreams: name at least one");
-        }
-        let scopes = match &req.scopes {
-            None => needed,
-            Some(s) => match crate::vocab::ScopeSet::parse(s) {
-                Ok(set) => {
-                    if let Some(unknown) = set.iter().find(|s| config.scope(s.as_str()).is_none()) {
-                        return error(
-                            StatusCode::BAD_REQUEST,
-                            format!("scope `{unknown}` is not declared in the config"),
-                        );
-                    }
-                    set
-                }
-                Err(e) => return error(StatusCode::BAD_REQUEST, format!("scopes: {e}")),
-            },
+        let (key, record) = match req.mint(&snapshot.config, &self.authority.tokens, unix_now()) {
+            Ok(k) => k,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
         };
-        let now = unix_now();
-        let expires_at = match req.expires_in.as_deref().map(humantime::parse_duration) {
-            None => None,
-            Some(Ok(d)) if !d.is_zero() => Some(now + d.as_secs()),
-            Some(_) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "expires_in: a duration such as \"90d\"",
-                )
-            }
-        };
-        let (key, record) = crate::oauth::api_keys::mint(
-            &self.authority.tokens,
-            &req.name,
-            req.owner.trim(),
-            upstreams,
-            scopes,
-            now,
-            expires_at,
-        );
         let store = &self.authority.store;
         match store.put_api_key(record.clone()).await {
             Ok(true) => {}
@@ -307,7 +232,7 @@ impl AdminApi {
                     StatusCode::CONFLICT,
                     format!(
                         "an API key named `{}` exists: revoke it first, or choose another name",
-                        req.name
+                        record.name
                     ),
                 )
             }
