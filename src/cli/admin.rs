@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+
+use super::block_on;
 use serde_json::Value;
 
 #[derive(Debug, Clone, Args)]
@@ -126,14 +128,6 @@ async fn call(
         .await
         .map_err(|e| format!("{url}: not a JSON answer ({status}): {e}"))?;
     Ok((status, value))
-}
-
-fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(f)
 }
 
 /// Prints the answer (`text` renders a successful one for people) and the exit code.

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::block_on;
 use crate::crypto::{random_secret, sha256_b64url};
 
 /// Refresh when the access token has less than this left.
@@ -114,14 +115,6 @@ fn save(file: &mut std::fs::File, saved: &BTreeMap<String, Saved>) -> Result<(),
 
 fn now() -> u64 {
     crate::vocab::unix_now()
-}
-
-fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(f)
 }
 
 fn http() -> reqwest::Client {

@@ -135,6 +135,15 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Runs one command's async work (HTTP calls, store operations) on a runtime of its own.
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(f)
+}
+
 fn run(path: &std::path::Path, format: LogFormat, upgrade: bool) -> ExitCode {
     let config = match config::load(path) {
         Ok(c) => c,

@@ -162,11 +162,7 @@ pub fn keys(config_path: &Path, command: &super::admin::KeysCommand) -> ExitCode
             return ExitCode::FAILURE;
         }
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let result: Result<(), String> = rt.block_on(async {
+    let result: Result<(), String> = super::block_on(async {
         match command {
             KeysCommand::List => {
                 let keys = store.list_api_keys().await.map_err(|e| e.to_string())?;
@@ -209,14 +205,20 @@ pub fn keys(config_path: &Path, command: &super::admin::KeysCommand) -> ExitCode
                 };
                 let (key, record) = request.mint(&c, &tags, crate::vocab::unix_now())?;
                 if !store.put_api_key(record).await.map_err(|e| e.to_string())? {
-                    return Err(format!("an API key named `{name}` exists: revoke it first, or choose another name"));
+                    return Err(format!(
+                        "an API key named `{name}` exists: revoke it first, or choose another name"
+                    ));
                 }
                 println!("{key}");
                 eprintln!("API key `{name}` created; it is shown this once (authgate keeps only its sha256). Send it as Authorization: Bearer <key>.");
                 Ok(())
             }
             KeysCommand::Revoke { name } => {
-                match store.delete_api_key(name).await.map_err(|e| e.to_string())? {
+                match store
+                    .delete_api_key(name)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
                     true => {
                         println!("revoked API key {name}");
                         Ok(())
