@@ -7,28 +7,6 @@ use std::process::ExitCode;
 use crate::config;
 use crate::store::{self, RedbStore, SCHEMA_VERSION};
 
-/// Holds the data directory's instance lock for an offline command: refused while a gateway
-/// runs on it (the store itself opens shared, for binary upgrades, so its lock is this one).
-fn stopped(data_dir: &Path) -> Result<std::fs::File, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = data_dir.join("authgate.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-            "an authgate is running with data_dir {}: stop it first",
-            data_dir.display()
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: {e}", path.display())),
-    }
-}
-
 fn load(config_path: &Path) -> Option<config::Config> {
     match config::load(config_path) {
         Ok(c) => Some(c),
@@ -74,7 +52,7 @@ pub fn migrate(config_path: &Path, dry_run: bool) -> ExitCode {
         println!("dry run: nothing changed (run without --dry-run, or just start authgate, to migrate; the file is copied first)");
         return ExitCode::SUCCESS;
     }
-    let _lock = match stopped(&c.server.data_dir) {
+    let _lock = match store::lock::hold_stopped(&c.server.data_dir) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("{e}");
@@ -129,19 +107,7 @@ pub fn keys(config_path: &Path, command: &super::admin::KeysCommand) -> ExitCode
     let Some(c) = load(config_path) else {
         return ExitCode::FAILURE;
     };
-    // As the gateway makes it: readable by its owner only.
-    let made = {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&c.server.data_dir)
-    };
-    if let Err(e) = made {
-        eprintln!("{}: {e}", c.server.data_dir.display());
-        return ExitCode::FAILURE;
-    }
-    let _lock = match stopped(&c.server.data_dir) {
+    let _lock = match store::lock::hold_stopped(&c.server.data_dir) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("{e}, or use `authgate admin keys` through its admin API");

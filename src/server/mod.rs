@@ -198,19 +198,8 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
 /// lock is what refuses a second process. A process started with `--upgrade` takes it over
 /// once the old one has exited, on a thread of its own. Held until exit.
 fn instance_lock(data_dir: &std::path::Path, upgrade: bool) -> anyhow::Result<std::fs::File> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
     let path = data_dir.join("authgate.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
+    let file = crate::store::lock::lock_file(data_dir)
         .with_context(|| format!("opening {}", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(file),

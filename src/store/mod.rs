@@ -3,6 +3,7 @@
 //! each is atomic; secrets are only ever passed in as their sha256 ([`SecretHash`]).
 
 mod cache;
+pub mod lock;
 mod records;
 mod redb;
 mod redb_admin;

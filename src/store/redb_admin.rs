@@ -208,18 +208,11 @@ pub fn restore(data_dir: &Path, backup: &Path) -> Result<Option<std::path::PathB
         source: Box::new(e),
     };
     let live = data_dir.join("authgate.redb");
-    if live.exists() {
-        // Refused while a gateway has it open: its instance lock is held.
-        let lock = std::fs::File::open(data_dir.join("authgate.lock"));
-        if let Ok(f) = lock {
-            if f.try_lock().is_err() {
-                return Err(StoreError::Open {
-                    path: live,
-                    source: "an authgate is running with this data_dir: stop it first".into(),
-                });
-            }
-        }
-    }
+    // Refused while a gateway has it open; held until the restore is done.
+    let _lock = super::lock::hold_stopped(data_dir).map_err(|why| StoreError::Open {
+        path: live.clone(),
+        source: why.into(),
+    })?;
     let staging = tempfile_in(data_dir)?;
     std::fs::copy(backup, staging.join("authgate.redb")).map_err(|e| failed(backup, e))?;
     // Opening checks every page and migrates an older backup.
