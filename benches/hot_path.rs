@@ -433,8 +433,9 @@ fn policy(c: &mut Criterion) {
     let body = br#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello through authgate"},"_meta":{"progressToken":42}}}"#;
     group.bench_function("call_check_with_body", |b| {
         b.iter(|| {
+            let (requests, batch) = authgate::proxy::policy::requests(black_box(body));
             black_box(matches!(
-                authgate::proxy::policy::calls(&config, &upstream, rules, &rec, black_box(body)),
+                authgate::proxy::policy::calls(&config, &upstream, rules, &rec, &requests, batch),
                 authgate::proxy::policy::Verdict::Pass(_)
             ))
         })

@@ -80,9 +80,10 @@ pub async fn preread(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
             }
         }
     }
-    if session.req_header().method == http::Method::POST {
-        ctx.calls = observe::calls(&body);
-    }
+    let parsed = match post {
+        true => read_calls(ctx, &body),
+        false => None,
+    };
     if mirrored {
         match mcp::check(&session.req_header().headers, &body) {
             Ok(call) => ctx.mcp = Some(call),
@@ -92,17 +93,32 @@ pub async fn preread(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
             }
         }
     }
-    if post && ctx.inspect_calls {
-        if let Some(reply) = check_calls(ctx, &body) {
+    if let Some(requests) = parsed {
+        if let Some(reply) = check_calls(ctx, &requests) {
             return answer(session, reply.with_origin(ctx.origin.as_deref())).await;
         }
     }
     Ok(false)
 }
 
-/// The upstream's call rules over a complete body: `Some` answer when a call is refused;
-/// else the list requests to filter are noted.
-fn check_calls(ctx: &mut RequestCtx, body: &[u8]) -> Option<Reply> {
+/// The JSON-RPC calls of a complete request body, for metrics (`ctx.calls`); on a route with
+/// call rules, also returned in full for [`check_calls`], so the body is parsed once.
+fn read_calls(ctx: &mut RequestCtx, body: &[u8]) -> Option<(Vec<policy::Request>, bool)> {
+    if !ctx.inspect_calls {
+        ctx.calls = observe::calls(body);
+        return None;
+    }
+    let parsed = policy::requests(body);
+    ctx.calls = parsed.0.iter().map(policy::Request::metered).collect();
+    Some(parsed)
+}
+
+/// The upstream's call rules over the requests of a complete body: `Some` answer when a
+/// call is refused; else the list requests to filter are noted.
+fn check_calls(
+    ctx: &mut RequestCtx,
+    (requests, batch): &(Vec<policy::Request>, bool),
+) -> Option<Reply> {
     let (snapshot, route, record) = (
         ctx.snapshot.as_ref()?,
         ctx.route.as_ref()?,
@@ -110,7 +126,7 @@ fn check_calls(ctx: &mut RequestCtx, body: &[u8]) -> Option<Reply> {
     );
     let config = &snapshot.config;
     let rules = config.policy.upstream(route.upstream.name.as_str())?;
-    match policy::calls(config, &route.upstream, rules, record, body) {
+    match policy::calls(config, &route.upstream, rules, record, requests, *batch) {
         policy::Verdict::Pass(lists) => {
             ctx.lists = lists;
             None
@@ -186,7 +202,7 @@ pub fn filter(
         return Ok(());
     }
     let all = ctx.hold.take().unwrap_or_default().freeze();
-    ctx.calls = observe::calls(&all);
+    let parsed = read_calls(ctx, &all);
     if mcp::has_mirrored_headers(&session.req_header().headers) {
         match mcp::check(&session.req_header().headers, &all) {
             Ok(call) => ctx.mcp = Some(call),
@@ -197,8 +213,8 @@ pub fn filter(
             }
         }
     }
-    if ctx.inspect_calls {
-        if let Some(reply) = check_calls(ctx, &all) {
+    if let Some(requests) = parsed {
+        if let Some(reply) = check_calls(ctx, &requests) {
             let status = reply.status;
             ctx.refusal = Some(reply);
             return Error::e_explain(ErrorType::HTTPStatus(status), "refused by policy");

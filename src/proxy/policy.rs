@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use super::bearer;
 use super::list_filter::{Keep, ListKind};
+use super::mcp::McpCall;
 use crate::config::{Config, Upstream};
 use crate::metrics::metrics;
 use crate::policy::{Call, ItemKind, Subject, UpstreamRules};
@@ -95,6 +96,16 @@ pub struct Request {
 }
 
 impl Request {
+    /// As the MCP metrics count it (`observe::calls`): the method, and the name of a tool
+    /// or prompt (resource URIs are not a bounded label).
+    pub fn metered(&self) -> McpCall {
+        let named = matches!(self.method.as_str(), "tools/call" | "prompts/get");
+        McpCall {
+            method: self.method.clone(),
+            name: self.name.clone().filter(|_| named),
+        }
+    }
+
     fn call(&self) -> Call<'_> {
         Call {
             method: &self.method,
@@ -144,15 +155,15 @@ pub enum Verdict {
     Deny(Reply),
 }
 
-/// Checks every request of `body` against the upstream's call rules.
+/// Checks every request of a body ([`requests`]) against the upstream's call rules.
 pub fn calls(
     config: &Config,
     upstream: &Upstream,
     rules: &UpstreamRules,
     record: &AccessRecord,
-    body: &[u8],
+    requests: &[Request],
+    batch: bool,
 ) -> Verdict {
-    let (requests, batch) = requests(body);
     let name = upstream.name.as_str();
     let who = Subject::new(
         &config.policy,
@@ -162,7 +173,7 @@ pub fn calls(
     );
     let now = unix_now();
     let mut needed: Vec<Scope> = Vec::new();
-    for r in &requests {
+    for r in requests {
         needed.extend(rules.missing_scopes(r.call(), &record.scopes));
     }
     if !needed.is_empty() {
@@ -174,7 +185,7 @@ pub fn calls(
         return Verdict::StepUp(step_up(config, upstream, held));
     }
     let mut denied: Vec<(Option<Value>, String)> = Vec::new();
-    for r in &requests {
+    for r in requests {
         let decision = rules.call(&who, r.call(), now);
         count(name, "call", decision.allowed);
         if !decision.allowed {
@@ -204,7 +215,7 @@ pub fn calls(
         };
         return Verdict::Pass(targets);
     }
-    Verdict::Deny(denial(&requests, &denied, batch))
+    Verdict::Deny(denial(requests, &denied, batch))
 }
 
 fn error(id: Value, message: &str) -> Value {
@@ -302,6 +313,14 @@ mod tests {
         assert_eq!(many[0].name.as_deref(), Some("rm"));
         assert_eq!(many[1].id, None);
         assert!(requests(b"garbage").0.is_empty());
+    }
+
+    #[test]
+    fn metered_calls_are_what_observe_counts() {
+        let body = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rm"}},{"jsonrpc":"2.0","id":2,"method":"resources/read","params":{"uri":"file:///x"}},{"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"p"}},{"jsonrpc":"2.0","method":"notifications/initialized"}]"#;
+        let metered: Vec<McpCall> = requests(body).0.iter().map(Request::metered).collect();
+        assert_eq!(metered, super::super::observe::calls(body));
+        assert_eq!(metered[1].name, None, "no resource URI as a label");
     }
 
     #[test]
