@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 
 use common::{run_node_json, start_echo_upstream, Gateway, TestConfig};
 
-/// A protected route, and the three kinds of provider on the chooser (only the local one is
-/// signed in with here).
-fn config(up: &str) -> String {
+/// A protected route, one that policies (`policy`, a file) keep alice from, and the three
+/// kinds of provider on the chooser (only the local one is signed in with here).
+fn config(up: &str, policy: &std::path::Path) -> String {
     TestConfig::new()
         .raw("[[scope]]\nname = \"mcp:tools\"\ndescription = \"Use the tools of this MCP server\"")
         .upstream(
@@ -20,6 +20,13 @@ fn config(up: &str) -> String {
             &format!("{up}/mcp"),
             "scopes = [\"mcp:tools\"]",
         )
+        .upstream(
+            "ops",
+            "/ops",
+            &format!("{up}/ops"),
+            "scopes = [\"mcp:tools\"]",
+        )
+        .raw(&format!("[policy]\nfiles = [\"{}\"]", policy.display()))
         .raw(
             r#"[[provider]]
 id = "corp"
@@ -42,7 +49,14 @@ client_secret = "never-used-here""#,
 #[tokio::test]
 async fn every_page_reads_well_in_chromium() {
     let up = start_echo_upstream().await;
-    let gw = Gateway::start(&config(&up)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = tmp.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[rule]]\nname = \"operators only\"\neffect = \"allow\"\nupstreams = [\"ops\"]\nemails = [\"ops@example.com\"]\n",
+    )
+    .unwrap();
+    let gw = Gateway::start(&config(&up, &policy)).await;
     let (status, reg) = common::flow::register(
         &gw,
         json!({
@@ -54,7 +68,6 @@ async fn every_page_reads_well_in_chromium() {
     .await;
     assert_eq!(status, 201, "{reg}");
     let client_id = reg["client_id"].as_str().unwrap();
-    let tmp = tempfile::tempdir().unwrap();
     let out = std::env::var("AUTHGATE_SCREENSHOTS")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| tmp.path().to_path_buf());
@@ -67,6 +80,8 @@ async fn every_page_reads_well_in_chromium() {
             client_id,
             "--resource",
             &gw.url("/mcp"),
+            "--denied-resource",
+            &gw.url("/ops"),
             "--password",
             "pw",
             "--out",
@@ -131,6 +146,12 @@ async fn every_page_reads_well_in_chromium() {
             400,
             "This sign-in link has expired",
             "start the connection again",
+        ),
+        (
+            "error-not-allowed",
+            403,
+            "Not allowed here",
+            "Your account may not use ops at this gateway",
         ),
     ];
     for (name, status, heading, says) in expect {

@@ -6,7 +6,8 @@
 // pictures.
 //
 // Usage: node pages.mjs --gateway <base URL> --client-id <public client with a loopback
-//   /callback redirect> --resource <MCP URL> --password <alice's password> --out <dir>
+//   /callback redirect> --resource <MCP URL> --denied-resource <an MCP URL policies keep
+//   alice from> --password <alice's password> --out <dir>
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -19,6 +20,7 @@ const { values: a } = parseArgs({
     gateway: { type: "string" },
     "client-id": { type: "string" },
     resource: { type: "string" },
+    "denied-resource": { type: "string" },
     password: { type: "string" },
     out: { type: "string" },
   },
@@ -34,12 +36,12 @@ page.on("response", (res) => {
   if (res.request().isNavigationRequest() && res.request().frame() === page.mainFrame()) status = res.status();
 });
 
-function authorizeUrl({ redirect = cb.url, client = a["client-id"] } = {}) {
+function authorizeUrl({ redirect = cb.url, client = a["client-id"], resource = a.resource } = {}) {
   const verifier = randomBytes(32).toString("base64url");
   const challenge = createHash("sha256").update(verifier).digest("base64url");
   const q = new URLSearchParams({
     response_type: "code", client_id: client, redirect_uri: redirect, code_challenge: challenge,
-    code_challenge_method: "S256", state: "docs", resource: a.resource,
+    code_challenge_method: "S256", state: "docs", resource,
   });
   return `${a.gateway}/authorize?${q}`;
 }
@@ -115,6 +117,9 @@ try {
   await record("error-invalid-redirect");
   await page.goto(`${a.gateway}/login?flow=expired-or-changed`, { waitUntil: "load" });
   await record("error-expired-link");
+  // Signed in, but the policies keep alice off this server: told so, and no code.
+  await page.goto(authorizeUrl({ resource: a["denied-resource"] }), { waitUntil: "load" });
+  await record("error-not-allowed");
   process.stdout.write(`${JSON.stringify({ pages })}\n`);
 } catch (e) {
   await page.screenshot({ path: join(a.out, "failure.png") }).catch(() => {});
