@@ -177,11 +177,14 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
         tracing::info!(%addr, public_url = %public_url.as_str(), "authgate listening");
     }
     let closing = store.clone();
+    signals::drain_when_shutdown_starts(
+        server.watch_execution_phase(),
+        requests.clone(),
+        grace,
+        Arc::new(move || closing.close()),
+    );
     server.run(pingora::server::RunArgs {
         shutdown_signal: Box::new(Signals {
-            requests: requests.clone(),
-            grace,
-            close_store: Arc::new(move || closing.close()),
             reloader,
             upgrade_sock,
         }),

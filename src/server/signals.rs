@@ -16,38 +16,37 @@ use crate::proxy::Requests;
 ///   then drain. Pingora would shut down even with no new process waiting; here SIGQUIT is
 ///   ignored, with a warning, unless one is (its upgrade socket exists).
 pub struct Signals {
-    pub requests: Arc<Requests>,
-    pub grace: Duration,
-    pub close_store: Arc<dyn Fn() + Send + Sync>,
     pub reloader: Arc<Reloader>,
     pub upgrade_sock: PathBuf,
 }
 
-/// How long Pingora keeps accepting after handing its sockets over (its CLOSE_TIMEOUT).
-const UPGRADE_OVERLAP: Duration = Duration::from_secs(5);
+/// Starts the drain once Pingora enters its shutdown grace period: after SIGTERM at once,
+/// after SIGQUIT once it has stopped accepting (5 s after handing its sockets over). Until
+/// then a process handing over its sockets still accepts connections from the shared
+/// listening socket, so a drain started earlier could exit under connections it had just
+/// accepted (seen in CI: a request on a fresh connection reset during an upgrade).
+pub fn drain_when_shutdown_starts(
+    mut phases: tokio::sync::broadcast::Receiver<pingora::server::ExecutionPhase>,
+    requests: Arc<Requests>,
+    grace: Duration,
+    close_store: Arc<dyn Fn() + Send + Sync>,
+) {
+    use pingora::server::ExecutionPhase;
+    use tokio::sync::broadcast::error::RecvError;
+    std::thread::spawn(move || loop {
+        match phases.blocking_recv() {
+            Ok(ExecutionPhase::ShutdownGracePeriod) => {
+                return drain(&requests.in_flight, grace, close_store.as_ref())
+            }
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
+    });
+}
 
 #[async_trait::async_trait]
 impl pingora::server::ShutdownSignalWatch for Signals {
     async fn recv(&self) -> pingora::server::ShutdownSignal {
-        use pingora::server::ShutdownSignal;
-        let signal = self.wait().await;
-        let delay = match signal {
-            ShutdownSignal::GracefulTerminate => Duration::ZERO,
-            ShutdownSignal::GracefulUpgrade => UPGRADE_OVERLAP,
-            ShutdownSignal::FastShutdown => return signal,
-        };
-        let (requests, grace) = (self.requests.clone(), self.grace);
-        let close = self.close_store.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(delay);
-            drain(&requests.in_flight, grace, close.as_ref())
-        });
-        signal
-    }
-}
-
-impl Signals {
-    async fn wait(&self) -> pingora::server::ShutdownSignal {
         use pingora::server::ShutdownSignal;
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut quit)) = (
@@ -79,9 +78,8 @@ impl Signals {
     }
 }
 
-/// After SIGTERM (Pingora has stopped accepting; after SIGQUIT, once the new process has
-/// taken over): waits until no request is in flight, then
-/// closes the store and exits. Otherwise Pingora stops its runtimes at the end of the grace
+/// Once Pingora has stopped accepting (after SIGTERM, or SIGQUIT once the new process has
+/// taken over): waits until no request is in flight, then closes the store and exits. Otherwise Pingora stops its runtimes at the end of the grace
 /// period; the requests cut then write their access lines as they are dropped, and `run`
 /// says how many there were.
 pub fn drain(in_flight: &AtomicUsize, grace: Duration, close_store: &(dyn Fn() + Send + Sync)) {
