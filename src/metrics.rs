@@ -433,7 +433,7 @@ pub struct UpstreamMetrics {
 const METHOD_CLASSES: [&str; 6] = ["GET", "POST", "DELETE", "OPTIONS", "HEAD", "other"];
 const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 /// The bearer check's refusal reasons (`proxy::bearer::Denied::reason`).
-pub const DENIAL_REASONS: [&str; 8] = [
+pub const DENIAL_REASONS: [&str; 9] = [
     "missing",
     "malformed",
     "invalid",
@@ -441,6 +441,7 @@ pub const DENIAL_REASONS: [&str; 8] = [
     "blocked",
     "provider_removed",
     "scope",
+    "not_connected",
     "other",
 ];
 

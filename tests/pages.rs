@@ -26,6 +26,12 @@ fn config(up: &str, policy: &std::path::Path) -> String {
             &format!("{up}/ops"),
             "scopes = [\"mcp:tools\"]",
         )
+        .upstream(
+            "calendar",
+            "/calendar",
+            &format!("{up}/calendar"),
+            "scopes = [\"mcp:tools\"]\n[upstream.credential]\nkind = \"user_account\"\nauthorize_url = \"https://calendar.example/oauth/authorize\"\ntoken_url = \"https://calendar.example/oauth/token\"\nclient_id = \"authgate\"\nclient_secret = \"never-used-here\"",
+        )
         .raw(&format!("[policy]\nfiles = [\"{}\"]", policy.display()))
         .raw(
             r#"[[provider]]
@@ -152,6 +158,12 @@ async fn every_page_reads_well_in_chromium() {
             403,
             "Not allowed here",
             "Your account may not use ops at this gateway",
+        ),
+        (
+            "connected-accounts",
+            200,
+            "Connected accounts",
+            "Not connected: an application that uses it will ask you to connect.",
         ),
     ];
     for (name, status, heading, says) in expect {

@@ -435,6 +435,9 @@ pub enum CredentialKind {
     /// A service account an administrator connects once in the browser (authorization code
     /// + PKCE at `authorize_url`); its refresh token is kept sealed in the store.
     ConnectedAccount,
+    /// Each person's own account at the service, connected during their MCP authorization
+    /// (after sign-in, before consent); kept sealed per person, sent on their requests only.
+    UserAccount,
 }
 
 /// `[upstream.credential]`.

@@ -448,14 +448,32 @@ pub enum UpstreamCredential {
         authorize_url: String,
         grant: ClientCredentials,
     },
+    /// Each person's own account at the service, connected during their authorization: the
+    /// same settings as [`Self::ConnectedAccount`], one connection per person.
+    UserAccount {
+        authorize_url: String,
+        grant: ClientCredentials,
+    },
 }
 
 impl UpstreamCredential {
+    /// The authorize URL and grant of a per-person account, if this is one.
+    pub fn user_account(&self) -> Option<(&str, &ClientCredentials)> {
+        match self {
+            UpstreamCredential::UserAccount {
+                authorize_url,
+                grant,
+            } => Some((authorize_url, grant)),
+            _ => None,
+        }
+    }
+
     pub fn header(&self) -> http::HeaderName {
         match self {
             UpstreamCredential::Header { name, .. } => name.clone(),
             UpstreamCredential::ClientCredentials(_)
-            | UpstreamCredential::ConnectedAccount { .. } => http::header::AUTHORIZATION,
+            | UpstreamCredential::ConnectedAccount { .. }
+            | UpstreamCredential::UserAccount { .. } => http::header::AUTHORIZATION,
         }
     }
 }

@@ -19,6 +19,8 @@ use crate::web::Request;
 pub enum Form {
     Login,
     Consent,
+    /// A person's connected accounts page (bound to the person, not a flow).
+    Connections,
 }
 
 impl Form {
@@ -26,6 +28,7 @@ impl Form {
         match self {
             Self::Login => "login",
             Self::Consent => "consent",
+            Self::Connections => "connections",
         }
     }
 }

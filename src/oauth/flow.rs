@@ -151,6 +151,9 @@ pub enum Outcome {
     SignIn(String),
     /// On to the consent page (the sealed flow).
     Consent(String),
+    /// On to the upstream's service to connect the person's own account there (its
+    /// authorization URL); the service sends them back to `/connect/callback`.
+    Connect(String),
     /// A page of its own (the chooser, a login form, the consent page).
     Page(Reply),
 }
@@ -245,6 +248,7 @@ impl Answer {
                 _ => Reply::redirect(redirect, &with_flow("/login", &sealed)),
             },
             Outcome::Consent(sealed) => Reply::redirect(redirect, &with_flow("/consent", &sealed)),
+            Outcome::Connect(url) => Reply::redirect(redirect, &url),
             Outcome::Page(reply) => reply,
         };
         for c in self.cookies {
@@ -305,9 +309,10 @@ pub async fn remember(
     Ok(auth.store.put_consent(&key, record).await?)
 }
 
-/// After sign-in: straight to the client for trusted clients, and for remembered consent
-/// when the client's identity is assured; otherwise the consent page (which asks a short
-/// "continue?" when consent is remembered).
+/// After sign-in: first to the upstream's service when it needs the person's own account
+/// and they have not connected it; then straight to the client for trusted clients, and for
+/// remembered consent when the client's identity is assured; otherwise the consent page
+/// (which asks a short "continue?" when consent is remembered).
 pub async fn after_sign_in(
     auth: &Authority,
     config: &Config,
@@ -318,6 +323,10 @@ pub async fn after_sign_in(
 ) -> Outcome {
     if let Some(refused) = policy_refusal(config, &flow, identity, now) {
         return refused;
+    }
+    if let Some(connect) = super::connect::step(auth, config, (&flow, &sealed), identity, now).await
+    {
+        return connect;
     }
     let skip = flow.trusted
         || (flow.assured

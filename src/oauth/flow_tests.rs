@@ -22,6 +22,7 @@ fn kind(o: &Outcome) -> &'static str {
         Outcome::SignIn(_) => "sign in",
         Outcome::Consent(_) => "consent",
         Outcome::Page(_) => "page",
+        Outcome::Connect(_) => "connect",
     }
 }
 
@@ -129,4 +130,67 @@ fn sealed_flows_expire_and_cannot_be_altered() {
     assert!(Flow::open(&auth, Some(&sealed), f.expires_at).is_none());
     assert!(Flow::open(&auth, Some(&sealed[1..]), NOW).is_none());
     assert!(Flow::open(&auth, None, NOW).is_none());
+}
+
+#[tokio::test]
+async fn a_person_connects_their_own_account_once_between_sign_in_and_consent() {
+    use super::super::connect::{self, Connection, Owner, PersonConnect};
+    let auth = authority();
+    let cfg = config(
+        "[upstream.credential]\nkind = \"user_account\"\nauthorize_url = \"https://svc.example/auth?tenant=1\"\ntoken_url = \"https://svc.example/token\"\nclient_id = \"gw\"\nclient_secret = \"s\"\nscopes = [\"offline_access\"]",
+    );
+    let f = flow();
+    let sealed = f.seal(&auth);
+    let next = |who: Identity| {
+        let (auth, cfg, f, sealed) = (&auth, &cfg, f.clone(), sealed.clone());
+        async move { after_sign_in(auth, cfg, (f, sealed), &who, None, NOW).await }
+    };
+    let Outcome::Connect(url) = next(identity()).await else {
+        panic!("not sent to the service first");
+    };
+    let url = url::Url::parse(&url).unwrap();
+    assert_eq!(url.host_str(), Some("svc.example"));
+    let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(q["tenant"], "1", "the service's own query is kept");
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["client_id"], "gw");
+    assert_eq!(q["redirect_uri"], "http://127.0.0.1:8080/connect/callback");
+    assert_eq!(q["scope"], "offline_access");
+    assert_eq!(q["code_challenge_method"], "S256");
+    // The state is sealed: the service learns neither the flow nor the PKCE verifier.
+    let person = PersonConnect::open(&auth, &q["state"]).expect("a sealed state");
+    assert_eq!(person.user, "local:alice");
+    assert_eq!(person.upstream, "mcp");
+    assert_eq!(person.flow, sealed);
+    assert!(!q["state"].contains(&person.verifier));
+    assert_eq!(
+        q["code_challenge"],
+        crate::crypto::sha256_b64url(person.verifier.as_bytes())
+    );
+    assert!(PersonConnect::open(&auth, &q["state"][1..]).is_none());
+
+    // Connected: on to consent. Someone else still connects their own.
+    let conn = Connection {
+        refresh_token: "rt".into(),
+        access_token: None,
+        connected_as: "alice@svc".into(),
+        connected_at: NOW,
+    };
+    connect::save(&auth, "mcp", Owner::Person("local:alice"), Some(&conn))
+        .await
+        .unwrap();
+    assert_eq!(kind(&next(identity()).await), "consent");
+    let bob = Identity {
+        subject: "bob".into(),
+        ..identity()
+    };
+    assert_eq!(kind(&next(bob).await), "connect");
+    // A service account is another secret: it does not count as the person's.
+    connect::save(&auth, "mcp", Owner::Person("local:alice"), None)
+        .await
+        .unwrap();
+    connect::save(&auth, "mcp", Owner::Service, Some(&conn))
+        .await
+        .unwrap();
+    assert_eq!(kind(&next(identity()).await), "connect");
 }

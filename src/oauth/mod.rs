@@ -15,6 +15,7 @@ pub mod api_keys;
 pub mod authorize;
 pub mod cimd;
 pub mod client_auth;
+pub mod connect;
 pub mod consent;
 pub mod error;
 pub mod flow;

@@ -34,6 +34,9 @@ pub enum Denied {
     ProviderRemoved,
     /// Valid here but without every scope the route needs; the scopes it holds.
     InsufficientScope(ScopeSet),
+    /// Valid, but the upstream needs the person's own account at its service, and it is not
+    /// connected (or the service no longer honours it): authorize again to connect it.
+    NotConnected,
 }
 
 impl Denied {
@@ -47,6 +50,7 @@ impl Denied {
             Denied::Blocked => "blocked",
             Denied::ProviderRemoved => "provider_removed",
             Denied::InsufficientScope(_) => "scope",
+            Denied::NotConnected => "not_connected",
         }
     }
 }
@@ -208,6 +212,10 @@ pub fn challenge(config: &Config, upstream: &Upstream, denied: &Denied) -> Reply
         Denied::InsufficientScope(_) => (
             ErrorCode::InsufficientScope,
             "the access token lacks a scope this server needs",
+        ),
+        Denied::NotConnected => (
+            ErrorCode::InvalidToken,
+            "this server needs your account at its service connected again: authorize again",
         ),
     };
     // Clients step up with what they hold and what is needed (MCP 2025-11-25).

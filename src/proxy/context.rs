@@ -57,6 +57,9 @@ pub struct RequestCtx {
     pub(super) handler: &'static str,
     /// The bearer token's record, for an authenticated request.
     pub(super) access: Option<Arc<AccessRecord>>,
+    /// The upstream's own credential for this request (`[upstream.credential]`), resolved
+    /// before the upstream is contacted; sent again if the request is retried.
+    pub(super) credential: Option<http::HeaderValue>,
     /// The client's address (behind `server.trusted_proxies`, from `X-Forwarded-For`).
     pub(super) client_ip: Option<std::net::IpAddr>,
     /// The browser Origin, once allowed; proxied responses get CORS headers for it.
@@ -100,6 +103,7 @@ impl RequestCtx {
             rest_from: 0,
             handler: "-",
             access: None,
+            credential: None,
             origin: None,
             client_ip: None,
             mcp: None,

@@ -1,10 +1,11 @@
-//! Upstream credentials set by ops (`[upstream.credential]`): a static secret from the
-//! environment in a header (API key, bearer, basic); an OAuth 2 client-credentials token; or
-//! a service account an administrator connected once in the browser (`authgate admin
-//! connect`), whose refresh token is kept sealed (AES-256-GCM under the gateway's key) in the
-//! store. Tokens are cached and refreshed before they expire, one fetch at a time per
-//! credential however many requests wait for it. The client's own value of that header never
-//! reaches the upstream, and no MCP client ever sees the credential.
+//! Upstream credentials (`[upstream.credential]`): a static secret from the environment in a
+//! header (API key, bearer, basic); an OAuth 2 client-credentials token; a service account an
+//! administrator connected once in the browser (`authgate admin connect`); or each person's
+//! own account at the service, connected during their authorization (see
+//! [`crate::oauth::connect`], which keeps the refresh tokens sealed in the store). Tokens are
+//! cached and refreshed before they expire, one fetch at a time per credential (and person)
+//! however many requests wait for it. The client's own value of that header never reaches
+//! the upstream, and no MCP client ever sees the credential.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,14 +14,18 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use http::HeaderValue;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::config::{ClientCredentials, Config, UpstreamCredential};
-use crate::crypto::{random_secret, sha256_b64url};
+use crate::crypto::random_secret;
+use crate::login::session;
 use crate::metrics::metrics;
-use crate::oauth::Authority;
-use crate::store::Store;
-use crate::web::Reply;
+use crate::oauth::connect::{self, Connection, Owner, PersonConnect};
+use crate::oauth::flow::{after_sign_in, Answer, ErrorView, Flow, Outcome};
+use crate::oauth::{Authority, OAuthError};
+use crate::store::AccessRecord;
+use crate::web::request::Params;
+use crate::web::{Reply, Request};
 
 /// Without `expires_in`, a token is taken to live this long.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
@@ -28,21 +33,11 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 /// ends, whichever comes first).
 const REFRESH_AT: f64 = 0.8;
 
+/// How often a connection's token that does not expire is read again from the store.
+const LASTING_RECHECK: Duration = Duration::from_secs(300);
+
 /// How long an administrator has to finish connecting an account.
 const CONNECT_WAIT: Duration = Duration::from_secs(600);
-const SEAL_PURPOSE: &str = "connected-account";
-
-/// A connected service account as stored (sealed): what refreshes its access tokens.
-#[derive(Clone, Serialize, Deserialize)]
-struct Connection {
-    refresh_token: String,
-    connected_as: String,
-    connected_at: u64,
-}
-
-fn secret_name(upstream: &str) -> String {
-    format!("connected_account:{upstream}")
-}
 
 /// What `authgate admin connections` shows for one upstream.
 #[derive(Debug, Clone, Serialize)]
@@ -67,8 +62,25 @@ pub enum CredentialError {
     Refused(String),
     #[error("the upstream's account is not connected: run `authgate admin connect {0}`")]
     NotConnected(String),
-    #[error("the connected account cannot be read: {0}")]
-    Stored(String),
+    #[error("the person has not connected their account at the upstream's service")]
+    PersonNotConnected,
+    #[error("the service no longer honours the person's connection: {0}")]
+    PersonRevoked(String),
+    #[error("the token endpoint refused the refresh token: {0}")]
+    InvalidGrant(String),
+    #[error(transparent)]
+    Stored(#[from] connect::Unreadable),
+}
+
+impl CredentialError {
+    /// The person must connect their account again (through a new authorization): the
+    /// client gets a 401 challenge, not a 502.
+    pub fn needs_reconnect(&self) -> bool {
+        matches!(
+            self,
+            CredentialError::PersonNotConnected | CredentialError::PersonRevoked(_)
+        )
+    }
 }
 
 struct Token {
@@ -108,31 +120,41 @@ impl Default for Credentials {
 }
 
 impl Credentials {
-    /// The header value to send for `credential` of `upstream`.
+    /// The header value to send for `credential` of `upstream`, for the caller `who` (a
+    /// person's own account needs to know whose).
     pub async fn value(
         &self,
         auth: &Authority,
         upstream: &str,
         credential: &UpstreamCredential,
+        who: Option<&AccessRecord>,
     ) -> Result<HeaderValue, CredentialError> {
         match credential {
             UpstreamCredential::Header { value, .. } => Ok(value.clone()),
             UpstreamCredential::ClientCredentials(cc) => {
-                self.bearer(upstream, cc, self.fetch(cc, &[])).await
+                self.bearer(upstream, cc, None, self.fetch(cc, &[])).await
             }
             UpstreamCredential::ConnectedAccount { grant, .. } => {
-                self.bearer(
-                    upstream,
-                    grant,
-                    self.refresh_connected(auth, upstream, grant),
-                )
-                .await
+                let refresh = self.refresh_connected(auth, upstream, grant, Owner::Service);
+                self.bearer(upstream, grant, None, refresh).await
+            }
+            UpstreamCredential::UserAccount { grant, .. } => {
+                let user = who
+                    .map(|r| r.identity.user_id())
+                    .ok_or(CredentialError::PersonNotConnected)?;
+                let refresh = self.refresh_connected(auth, upstream, grant, Owner::Person(&user));
+                self.bearer(upstream, grant, Some(&user), refresh).await
             }
         }
     }
 
-    fn entry(&self, upstream: &str, cc: &ClientCredentials) -> Arc<Entry> {
-        let key = format!("{upstream}\n{}\n{}", cc.token_url, cc.client_id);
+    fn entry(&self, upstream: &str, cc: &ClientCredentials, user: Option<&str>) -> Arc<Entry> {
+        let key = format!(
+            "{upstream}\n{}\n{}\n{}",
+            cc.token_url,
+            cc.client_id,
+            user.unwrap_or("")
+        );
         self.entries
             .lock()
             .expect("credentials")
@@ -146,9 +168,10 @@ impl Credentials {
         &self,
         upstream: &str,
         cc: &ClientCredentials,
+        user: Option<&str>,
         fetch: impl std::future::Future<Output = Result<Token, CredentialError>>,
     ) -> Result<HeaderValue, CredentialError> {
-        let entry = self.entry(upstream, cc);
+        let entry = self.entry(upstream, cc, user);
         let fresh = |e: &Entry| {
             e.current
                 .load_full()
@@ -178,6 +201,10 @@ impl Credentials {
                     .credential_fetches
                     .with_label_values(&[upstream, "failed"])
                     .inc();
+                if e.needs_reconnect() {
+                    entry.current.store(None);
+                    return Err(e);
+                }
                 // A token still valid keeps being used while the endpoint is down.
                 match entry.current.load_full() {
                     Some(t) if Instant::now() < t.expires_at => {
@@ -223,6 +250,8 @@ impl Credentials {
         let r = self
             .http
             .post(&cc.token_url)
+            // GitHub answers in form encoding unless asked for JSON.
+            .header(http::header::ACCEPT, "application/json")
             .basic_auth(&cc.client_id, Some(cc.client_secret.expose()))
             .form(&form)
             .send()
@@ -235,6 +264,10 @@ impl Credentials {
             .map_err(|e| CredentialError::Refused(format!("{status}: not JSON: {e}")))?;
         if !status.is_success() {
             let error = body["error"].as_str().unwrap_or("no error code");
+            if error == "invalid_grant" {
+                let why = body["error_description"].as_str().unwrap_or(error);
+                return Err(CredentialError::InvalidGrant(why.to_string()));
+            }
             return Err(CredentialError::Refused(format!("{status}: {error}")));
         }
         let token = body["access_token"]
@@ -266,28 +299,59 @@ impl Credentials {
     }
 
     /// A fresh access token for a connected account, from its stored refresh token; a
-    /// rotated refresh token is stored at once (sealed).
+    /// rotated refresh token is stored at once (sealed). A person's connection the service
+    /// no longer honours is forgotten, so their next authorization connects it again.
     async fn refresh_connected(
         &self,
         auth: &Authority,
         upstream: &str,
         grant: &ClientCredentials,
+        owner: Owner<'_>,
     ) -> Result<Token, CredentialError> {
-        let conn = load_connection(auth, upstream)
+        let conn = connect::load(auth, upstream, owner)
             .await?
-            .ok_or_else(|| CredentialError::NotConnected(upstream.to_string()))?;
+            .ok_or_else(|| match owner {
+                Owner::Service => CredentialError::NotConnected(upstream.to_string()),
+                Owner::Person(_) => CredentialError::PersonNotConnected,
+            })?;
+        if let (true, Some(lasting)) = (conn.refresh_token.is_empty(), &conn.access_token) {
+            // A token that does not expire: read again from the store now and then, so a
+            // disconnection elsewhere is seen.
+            let value = HeaderValue::from_str(&format!("Bearer {lasting}")).map_err(|_| {
+                CredentialError::Refused("the stored token is not a header value".into())
+            })?;
+            let now = Instant::now();
+            return Ok(Token {
+                value,
+                refresh_at: now + LASTING_RECHECK,
+                expires_at: now + LASTING_RECHECK,
+            });
+        }
         let form = [
             ("grant_type", "refresh_token".to_string()),
             ("refresh_token", conn.refresh_token.clone()),
         ];
-        let (token, body) = self.token_request(grant, &form).await?;
+        let (token, body) = match (self.token_request(grant, &form).await, owner) {
+            (Ok(answer), _) => answer,
+            (Err(CredentialError::InvalidGrant(why)), Owner::Person(user)) => {
+                connect::save(auth, upstream, owner, None).await?;
+                crate::audit::refused("account_disconnected")
+                    .upstream(upstream)
+                    .reason(format_args!(
+                        "the service refused {user}'s refresh token ({why}); connection forgotten"
+                    ))
+                    .emit();
+                return Err(CredentialError::PersonRevoked(why));
+            }
+            (Err(e), _) => return Err(e),
+        };
         if let Some(rotated) = body["refresh_token"].as_str() {
             if rotated != conn.refresh_token {
                 let next = Connection {
                     refresh_token: rotated.to_string(),
                     ..conn
                 };
-                store_connection(auth, upstream, Some(&next)).await?;
+                connect::save(auth, upstream, owner, Some(&next)).await?;
             }
         }
         Ok(token)
@@ -318,34 +382,39 @@ impl Credentials {
                 expires: Instant::now() + CONNECT_WAIT,
             },
         );
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        q.append_pair("response_type", "code")
-            .append_pair("client_id", &grant.client_id)
-            .append_pair("redirect_uri", &redirect_uri(config))
-            .append_pair("state", &state)
-            .append_pair("code_challenge", &sha256_b64url(verifier.as_bytes()))
-            .append_pair("code_challenge_method", "S256");
-        if !grant.scopes.is_empty() {
-            q.append_pair("scope", &grant.scopes.join(" "));
-        }
-        if let Some(r) = &grant.resource {
-            q.append_pair("resource", r);
-        }
-        let sep = if authorize_url.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        Ok(format!("{authorize_url}{sep}{}", q.finish()))
+        Ok(connect::authorize_url(
+            config,
+            authorize_url,
+            grant,
+            &state,
+            &verifier,
+        ))
     }
 
     /// The browser back at `/connect/callback`: the code exchanged, the refresh token stored
     /// sealed, a page saying who is connected.
-    pub async fn finish_connect(&self, auth: &Authority, config: &Config, query: &str) -> Reply {
+    pub async fn finish_connect(
+        &self,
+        auth: &Authority,
+        config: &Config,
+        req: &Request,
+        now: u64,
+    ) -> Reply {
+        let params = req.query_params();
+        if let Some(person) = params
+            .get("state")
+            .and_then(|s| PersonConnect::open(auth, s))
+        {
+            return self
+                .finish_person(auth, config, req, &params, person, now)
+                .await;
+        }
+        self.finish_service(auth, config, &params).await
+    }
+
+    /// An administrator's connection of a service account.
+    async fn finish_service(&self, auth: &Authority, config: &Config, params: &Params) -> Reply {
         use crate::web::pages;
-        let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect();
         let pending = params
             .get("state")
             .and_then(|s| self.pending.lock().expect("pending connections").remove(s))
@@ -373,8 +442,8 @@ impl Credentials {
         };
         let form = [
             ("grant_type", "authorization_code".to_string()),
-            ("code", params.get("code").cloned().unwrap_or_default()),
-            ("redirect_uri", redirect_uri(config)),
+            ("code", params.get("code").unwrap_or_default().to_string()),
+            ("redirect_uri", connect::redirect_uri(config)),
             ("code_verifier", pending.verifier.clone()),
         ];
         let (token, body) = match self.token_request(grant, &form).await {
@@ -389,15 +458,12 @@ impl Credentials {
                 );
             }
         };
-        let Some(refresh) = body["refresh_token"].as_str() else {
-            return pages::error_with(502, "No refresh token", "The service issued no refresh token, so authgate could not keep the connection.", "Ask the service for offline access (often the scope offline_access), then connect again.");
+        let Some(connection) = kept(&body, crate::vocab::unix_now()) else {
+            return pages::error_with(502, "No refresh token", "The service issued an expiring token and no refresh token, so authgate could not keep the connection.", "Ask the service for offline access (often the scope offline_access), then connect again.");
         };
-        let connection = Connection {
-            refresh_token: refresh.to_string(),
-            connected_as: who(&body),
-            connected_at: crate::vocab::unix_now(),
-        };
-        if let Err(e) = store_connection(auth, &pending.upstream, Some(&connection)).await {
+        if let Err(e) =
+            connect::save(auth, &pending.upstream, Owner::Service, Some(&connection)).await
+        {
             tracing::error!(error = %e, "storing the connected account failed");
             return pages::error(
                 503,
@@ -405,7 +471,7 @@ impl Credentials {
                 "The connection could not be stored; try again.",
             );
         }
-        self.entry(&pending.upstream, grant)
+        self.entry(&pending.upstream, grant, None)
             .current
             .store(Some(Arc::new(token)));
         crate::audit::success("account_connected")
@@ -423,6 +489,219 @@ impl Credentials {
         )
     }
 
+    /// A person back from connecting their own account during an authorization: the code
+    /// exchanged, the connection stored sealed, then the authorization goes on (consent, or
+    /// straight back to the client) in the same browser session that started it.
+    async fn finish_person(
+        &self,
+        auth: &Authority,
+        config: &Config,
+        req: &Request,
+        params: &Params,
+        person: PersonConnect,
+        now: u64,
+    ) -> Reply {
+        let page = |e: ErrorView| Answer::from(e).render(config);
+        let Some((flow, sealed)) =
+            Flow::open(auth, Some(&person.flow), now).filter(|_| person.expires_at > now)
+        else {
+            return page(ErrorView::expired());
+        };
+        let session = session::session(config, &auth.sealer, req, now)
+            .filter(|s| s.identity.user_id() == person.user);
+        let Some(session) = session else {
+            crate::audit::refused("connect_refused")
+                .upstream(&person.upstream)
+                .reason("the browser finishing a connection is not signed in as the person who started it")
+                .remote(req.client_ip)
+                .emit();
+            return page(ErrorView::form_refused());
+        };
+        let identity = &session.identity;
+        if let Some(e) = params.get("error") {
+            crate::audit::refused("account_connect_refused")
+                .identity(identity)
+                .upstream(&person.upstream)
+                .reason(format_args!("the service answered {e}"))
+                .emit();
+            let why = format!(
+                "connecting an account at {}'s service was refused ({e})",
+                person.upstream
+            );
+            return Answer::from(Outcome::client_error(&flow, OAuthError::access_denied(why)))
+                .render(config);
+        }
+        let grant = config
+            .upstream(&person.upstream)
+            .and_then(|u| u.credential.as_ref())
+            .and_then(|c| c.user_account())
+            .map(|(_, grant)| grant);
+        let Some(grant) = grant else {
+            return page(ErrorView::new(
+                400,
+                "Not connectable",
+                "This server no longer asks for an account of your own.",
+            ));
+        };
+        let form = [
+            ("grant_type", "authorization_code".to_string()),
+            ("code", params.get("code").unwrap_or_default().to_string()),
+            ("redirect_uri", connect::redirect_uri(config)),
+            ("code_verifier", person.verifier.clone()),
+        ];
+        let (token, body) = match self.token_request(grant, &form).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::warn!(upstream = %person.upstream, error = %e, "connecting a person's account failed");
+                return page(ErrorView::new(
+                    502,
+                    "Connection failed",
+                    "The service did not exchange the authorization code.",
+                ));
+            }
+        };
+        let Some(connection) = kept(&body, now) else {
+            tracing::warn!(upstream = %person.upstream, "the service issued an expiring token and no refresh token; ask it for offline access (often the scope offline_access)");
+            return page(ErrorView::new(
+                502,
+                "No refresh token",
+                "The service issued an expiring token and no refresh token, so authgate could not keep the connection.",
+            ));
+        };
+        let owner = Owner::Person(&person.user);
+        if let Err(e) = connect::save(auth, &person.upstream, owner, Some(&connection)).await {
+            tracing::error!(error = %e, "storing a person's connected account failed");
+            return page(ErrorView::new(
+                503,
+                "Not stored",
+                "The connection could not be stored.",
+            ));
+        }
+        self.entry(&person.upstream, grant, Some(&person.user))
+            .current
+            .store(Some(Arc::new(token)));
+        crate::audit::success("account_connected")
+            .identity(identity)
+            .upstream(&person.upstream)
+            .reason(format_args!("connected as {}", connection.connected_as))
+            .emit();
+        let credential = session.credential.as_deref();
+        let next = after_sign_in(auth, config, (flow, sealed), identity, credential, now).await;
+        Answer::from(next).render(config)
+    }
+
+    /// `GET`/`POST` [`crate::vocab::paths::CONNECTIONS`]: the signed-in person's own
+    /// accounts, one row per upstream that needs one, each with a disconnect button. A
+    /// disconnected person's next request gets the 401 that sends their client through the
+    /// connection again.
+    pub async fn accounts_page(
+        &self,
+        auth: &Authority,
+        config: &Config,
+        req: &Request,
+        now: u64,
+    ) -> Reply {
+        use crate::login::forms::{origin_acceptable, Form};
+        use crate::web::pages::{self, ConnectionRow, ConnectionsPage};
+        let Some(session) = session::session(config, &auth.sealer, req, now) else {
+            return pages::error_with(
+                401,
+                "Not signed in",
+                "This page shows the accounts you connected for the servers behind this gateway, once you are signed in here.",
+                "Sign in through an application that uses one of these servers, then come back to this page.",
+            );
+        };
+        let identity = &session.identity;
+        let user = identity.user_id();
+        let binding = format!("accounts\u{1f}{user}");
+        let mut done = None;
+        if req.method == http::Method::POST {
+            let form = req.form();
+            let token_ok =
+                auth.forms
+                    .verify(config, req, &binding, Form::Connections, form.get("csrf"));
+            if !token_ok || !origin_acceptable(config, req) {
+                return Answer::from(ErrorView::form_refused()).render(config);
+            }
+            let chosen = form.get("upstream").and_then(|name| {
+                let u = config.upstream(name)?;
+                let (_, grant) = u.credential.as_ref()?.user_account()?;
+                Some((u.name.as_str(), grant))
+            });
+            let Some((upstream, grant)) = chosen else {
+                return pages::error(
+                    400,
+                    "Unknown server",
+                    "This server does not use an account of yours.",
+                );
+            };
+            if let Err(e) = connect::save(auth, upstream, Owner::Person(&user), None).await {
+                tracing::error!(error = %e, "forgetting a person's connected account failed");
+                return pages::error(
+                    503,
+                    "Not disconnected",
+                    "The connection could not be removed; try again.",
+                );
+            }
+            self.entry(upstream, grant, Some(&user)).current.store(None);
+            crate::audit::success("account_disconnected")
+                .identity(identity)
+                .upstream(upstream)
+                .reason("disconnected by the person")
+                .remote(req.client_ip)
+                .emit();
+            let back = format!("{}?done={upstream}", crate::vocab::paths::CONNECTIONS);
+            return Reply::redirect(303, &back);
+        } else if let Some(name) = req.query_params().get("done") {
+            done = Some(format!("{name} is disconnected. The next time an application uses it, you will be asked to connect again."));
+        }
+        let mut rows = Vec::new();
+        for u in &config.upstreams {
+            if u.credential
+                .as_ref()
+                .and_then(|c| c.user_account())
+                .is_none()
+            {
+                continue;
+            }
+            let conn = match connect::load(auth, u.name.as_str(), Owner::Person(&user)).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading a person's connected account failed");
+                    return pages::error(
+                        503,
+                        "Unavailable",
+                        "Your connections could not be read; try again.",
+                    );
+                }
+            };
+            rows.push(ConnectionRow {
+                upstream: u.name.to_string(),
+                since: conn
+                    .as_ref()
+                    .map(|c| {
+                        let at = std::time::UNIX_EPOCH + Duration::from_secs(c.connected_at);
+                        humantime::format_rfc3339_seconds(at).to_string()[..10].to_string()
+                    })
+                    .unwrap_or_default(),
+                connected_as: conn.map(|c| c.connected_as),
+            });
+        }
+        let issued = auth.forms.issue(config, req, &binding, Form::Connections);
+        let who = identity.email.clone().unwrap_or_else(|| user.clone());
+        let page = ConnectionsPage {
+            user: &who,
+            rows,
+            csrf: &issued.token,
+            done,
+        };
+        let reply = pages::render(200, &page);
+        match issued.set_cookie {
+            Some(cookie) => reply.with_cookie(cookie),
+            None => reply,
+        }
+    }
+
     /// Every upstream with a connected account, and who it is connected as.
     pub async fn connections(
         &self,
@@ -432,7 +711,7 @@ impl Credentials {
         let mut out = Vec::new();
         for u in &config.upstreams {
             if let Some(UpstreamCredential::ConnectedAccount { .. }) = &u.credential {
-                let conn = load_connection(auth, u.name.as_str()).await?;
+                let conn = connect::load(auth, u.name.as_str(), Owner::Service).await?;
                 out.push(ConnectionView {
                     upstream: u.name.to_string(),
                     connected_as: conn.as_ref().map(|c| c.connected_as.clone()),
@@ -450,22 +729,35 @@ impl Credentials {
         config: &Config,
         upstream: &str,
     ) -> Result<(), CredentialError> {
-        store_connection(auth, upstream, None).await?;
+        connect::save(auth, upstream, Owner::Service, None).await?;
         if let Some(UpstreamCredential::ConnectedAccount { grant, .. }) = config
             .upstream(upstream)
             .and_then(|u| u.credential.as_ref())
         {
-            self.entry(upstream, grant).current.store(None);
+            self.entry(upstream, grant, None).current.store(None);
         }
         Ok(())
     }
 }
 
-fn redirect_uri(config: &Config) -> String {
-    config
-        .server
-        .public_url
-        .join(crate::vocab::paths::CONNECT_CALLBACK)
+/// What is kept of a token answer: its refresh token; or, from a service whose tokens do not
+/// expire and come without one (a GitHub OAuth app), the access token itself. `None` for an
+/// expiring token that cannot be refreshed.
+fn kept(answer: &serde_json::Value, now: u64) -> Option<Connection> {
+    let (refresh_token, access_token) = match answer["refresh_token"].as_str() {
+        Some(r) => (r.to_string(), None),
+        None if answer["expires_in"].is_null() => (
+            String::new(),
+            Some(answer["access_token"].as_str()?.to_string()),
+        ),
+        None => return None,
+    };
+    Some(Connection {
+        refresh_token,
+        access_token,
+        connected_as: who(answer),
+        connected_at: now,
+    })
 }
 
 /// Who the service says the account is: the ID token's email, name or subject (shown to
@@ -486,45 +778,4 @@ fn who(answer: &serde_json::Value) -> String {
         .iter()
         .find_map(|k| claims[*k].as_str().map(str::to_string))
         .unwrap_or_else(|| "an account the service did not name".into())
-}
-
-async fn load_connection(
-    auth: &Authority,
-    upstream: &str,
-) -> Result<Option<Connection>, CredentialError> {
-    let raw = auth
-        .store
-        .get_secret(&secret_name(upstream))
-        .await
-        .map_err(|e| CredentialError::Stored(e.to_string()))?;
-    match raw.filter(|r| !r.is_empty()) {
-        None => Ok(None),
-        Some(sealed) => {
-            let sealed = String::from_utf8(sealed)
-                .map_err(|_| CredentialError::Stored("not sealed text".into()))?;
-            auth.sealer
-                .open_json::<Connection>(SEAL_PURPOSE, &sealed)
-                .map(Some)
-                .ok_or_else(|| {
-                    CredentialError::Stored(
-                        "it does not open with this gateway's key (was auth.session_key changed?)"
-                            .into(),
-                    )
-                })
-        }
-    }
-}
-
-async fn store_connection(
-    auth: &Authority,
-    upstream: &str,
-    conn: Option<&Connection>,
-) -> Result<(), CredentialError> {
-    let value = conn
-        .map(|c| auth.sealer.seal_json(SEAL_PURPOSE, c).into_bytes())
-        .unwrap_or_default();
-    auth.store
-        .put_secret(&secret_name(upstream), value)
-        .await
-        .map_err(|e| CredentialError::Stored(e.to_string()))
 }

@@ -5,14 +5,15 @@
 //!    classify the path. The authorization server's endpoints, `/healthz` and `/readyz` are
 //!    answered here (`Ok(true)`); unknown paths get a JSON 404. On an upstream route: the
 //!    browser Origin is checked, CORS preflights answered, the bearer token checked
-//!    (`bearer`) and the upstream's access policies (`policy`), and a body of up to 64 KiB
-//!    read, so a malformed one, 2026-07-28 `Mcp-Method`/`Mcp-Name` headers that do not
-//!    match it (`mcp`) or a call a policy denies never reach the upstream.
+//!    (`bearer`) and the upstream's access policies (`policy`), the upstream's own credential
+//!    obtained (`credentials`: a person who must connect their account gets a 401 here), and
+//!    a body of up to 64 KiB read, so a malformed one, 2026-07-28 `Mcp-Method`/`Mcp-Name`
+//!    headers that do not match it (`mcp`) or a call a policy denies never reach the upstream.
 //! 2. `upstream_peer`: the route's peer; its host name is resolved on first use and again
 //!    every `dns_refresh` (`router`).
 //! 3. `upstream_request_filter`: rewrite path and `Host`, set forwarding headers, replace
 //!    identity headers (`headers`), add the signed assertion and the upstream's own
-//!    credential where configured (`credentials`).
+//!    credential where configured.
 //! 4. Bodies stream both ways, so SSE is never buffered; only a large request body with
 //!    mirrored MCP headers, or to a route with call rules, is held in `request_body_filter`
 //!    until it is checked.
@@ -114,12 +115,24 @@ impl Gateway {
                     }
                 }
             }
-            Endpoint::ConnectCallback => {
+            Endpoint::ConnectCallback | Endpoint::Connections => {
                 ctx.handler = "connect";
-                let query = session.req_header().uri.query().unwrap_or("").to_string();
-                self.credentials
-                    .finish_connect(&self.authority, config, &query)
-                    .await
+                match read_request(session, ctx.client_ip, config.auth.body_timeout).await {
+                    Ok(request) if endpoint == Endpoint::Connections => {
+                        self.credentials
+                            .accounts_page(&self.authority, config, &request, unix_now())
+                            .await
+                    }
+                    Ok(request) => {
+                        self.credentials
+                            .finish_connect(&self.authority, config, &request, unix_now())
+                            .await
+                    }
+                    Err(reply) => {
+                        ctx.refused = Some("unreadable_body");
+                        return answer_and_close(session, reply).await;
+                    }
+                }
             }
             endpoint => {
                 ctx.handler = "oauth";
@@ -219,7 +232,72 @@ impl Gateway {
                 }
             }
         }
+        if let Some(credential) = &upstream.credential {
+            if let Err(reply) = self
+                .credential(ctx, &snapshot.config, upstream, credential)
+                .await
+            {
+                return answer(session, reply.with_origin(ctx.origin.as_deref())).await;
+            }
+        }
         body::preread(session, ctx).await
+    }
+
+    /// The upstream's own credential for this request, into `ctx.credential`. A person
+    /// whose account at the service must be connected (again) gets a 401 challenge, and
+    /// their grant is revoked, so their client's refresh fails and it authorizes again,
+    /// which takes them through the connection; any other failure is a 502, never a
+    /// request sent without its credential.
+    async fn credential(
+        &self,
+        ctx: &mut RequestCtx,
+        config: &crate::config::Config,
+        upstream: &crate::config::Upstream,
+        credential: &crate::config::UpstreamCredential,
+    ) -> std::result::Result<(), Reply> {
+        let name = upstream.name.as_str();
+        let who = ctx.access.as_deref();
+        match self
+            .credentials
+            .value(&self.authority, name, credential, who)
+            .await
+        {
+            Ok(value) => {
+                ctx.credential = Some(value);
+                Ok(())
+            }
+            Err(e) if e.needs_reconnect() => {
+                tracing::info!(upstream = name, error = %e, "the caller must connect their account at the upstream's service");
+                if let Some(record) =
+                    who.filter(|r| r.identity.provider != crate::policy::KEY_PROVIDER)
+                {
+                    if let Err(e) = self.authority.store.revoke_grant(&record.grant_id).await {
+                        tracing::error!(error = %e, "revoking the grant of a disconnected account failed");
+                    }
+                    crate::audit::success("grant_revoked")
+                        .identity(&record.identity)
+                        .client(&record.client_id)
+                        .upstream(name)
+                        .reason("the person's account at the upstream's service must be connected again")
+                        .emit();
+                }
+                ctx.refused = Some(bearer::Denied::NotConnected.reason());
+                Err(bearer::challenge(
+                    config,
+                    upstream,
+                    &bearer::Denied::NotConnected,
+                ))
+            }
+            Err(e) => {
+                tracing::error!(upstream = name, error = %e, "no credential for the upstream");
+                ctx.refused = Some("upstream_credential");
+                Err(Reply::error(
+                    ErrorCode::UpstreamUnavailable,
+                    "authgate could not obtain this server's credentials",
+                )
+                .with_status(502))
+            }
+        }
     }
 }
 
@@ -377,28 +455,8 @@ impl ProxyHttp for Gateway {
                 })?;
             upstream_request.insert_header(signed.header.clone(), assertion.0.as_str())?;
         }
-        let route = route.clone();
-        if let Some(credential) = &route.upstream.credential {
-            let name = route.upstream.name.as_str();
-            match self
-                .credentials
-                .value(&self.authority, name, credential)
-                .await
-            {
-                Ok(value) => upstream_request.insert_header(credential.header(), value)?,
-                Err(e) => {
-                    tracing::error!(upstream = name, error = %e, "no credential for the upstream");
-                    ctx.refused = Some("upstream_credential");
-                    ctx.refusal = Some(
-                        Reply::error(
-                            ErrorCode::UpstreamUnavailable,
-                            "authgate could not obtain this server's credentials",
-                        )
-                        .with_status(502),
-                    );
-                    return Error::e_explain(ErrorType::HTTPStatus(502), "upstream credential");
-                }
-            }
+        if let (Some(credential), Some(value)) = (&route.upstream.credential, &ctx.credential) {
+            upstream_request.insert_header(credential.header(), value.clone())?;
         }
         Ok(())
     }

@@ -19,8 +19,11 @@ pub const RESERVED: &[&str] = &[
     "/connect",
 ];
 
-/// Where an upstream's service account comes back after an administrator connected it.
+/// Where an upstream's service comes back after an account was connected there (an
+/// administrator's service account, or a person's own account during an authorization).
 pub const CONNECT_CALLBACK: &str = "/connect/callback";
+/// The page where a person lists and disconnects the accounts they connected.
+pub const CONNECTIONS: &str = "/connect/accounts";
 
 pub const PROTECTED_RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resource";
 pub const AUTHORIZATION_SERVER_METADATA: &str = "/.well-known/oauth-authorization-server";
@@ -52,6 +55,8 @@ pub enum Endpoint<'p> {
     Consent,
     /// [`CONNECT_CALLBACK`]: an upstream's connected account coming back.
     ConnectCallback,
+    /// [`CONNECTIONS`]: a person's connected accounts.
+    Connections,
     /// Below a reserved prefix but nothing there: 404.
     Unknown,
 }
@@ -78,6 +83,7 @@ impl<'p> Endpoint<'p> {
             "/login" => Chooser,
             "/consent" => Consent,
             CONNECT_CALLBACK => ConnectCallback,
+            CONNECTIONS => Connections,
             p if p
                 .strip_prefix(PROTECTED_RESOURCE_METADATA)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) =>

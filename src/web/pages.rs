@@ -40,6 +40,24 @@ pub struct LocalLoginPage<'a> {
     pub csrf: &'a str,
 }
 
+/// One upstream on a person's connected accounts page.
+pub struct ConnectionRow {
+    pub upstream: String,
+    pub connected_as: Option<String>,
+    /// When, as a UTC date.
+    pub since: String,
+}
+
+#[derive(Template)]
+#[template(path = "connections.html")]
+pub struct ConnectionsPage<'a> {
+    pub user: &'a str,
+    pub rows: Vec<ConnectionRow>,
+    pub csrf: &'a str,
+    /// What was just done, if anything.
+    pub done: Option<String>,
+}
+
 pub struct ScopeLine {
     pub name: String,
     pub description: String,

@@ -1,7 +1,8 @@
 // Every page a person can meet in authgate, visited in headless Chromium the way they meet
 // them, screenshotted, and read: the provider chooser, the login form, a wrong password,
-// consent, the "continue?" page of a remembered client, and each error page. Prints ONE
-// JSON object: { pages: [{ name, status, title, heading, duplicates, buttons }] }; the Rust
+// consent, the "continue?" page of a remembered client, each error page, and the connected
+// accounts page. Prints ONE JSON object:
+// { pages: [{ name, status, title, heading, duplicates, buttons }] }; the Rust
 // test (tests/pages.rs) asserts on it, and `--out docs/screenshots` refreshes the README's
 // pictures.
 //
@@ -120,6 +121,9 @@ try {
   // Signed in, but the policies keep alice off this server: told so, and no code.
   await page.goto(authorizeUrl({ resource: a["denied-resource"] }), { waitUntil: "load" });
   await record("error-not-allowed");
+  // Signed in: the accounts of one's own that servers here use (none connected yet).
+  await page.goto(`${a.gateway}/connect/accounts`, { waitUntil: "load" });
+  await record("connected-accounts");
   process.stdout.write(`${JSON.stringify({ pages })}\n`);
 } catch (e) {
   await page.screenshot({ path: join(a.out, "failure.png") }).catch(() => {});

@@ -96,6 +96,16 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             let identity_headers = self.identity_headers(&u.identity_headers, i);
             let signed_identity = self.signed_identity(&u.signed_identity, i);
             let credential = self.credential(&u.credential, i);
+            if let (Some(UpstreamCredential::UserAccount { .. }), Some(UpstreamAuth::None)) =
+                (&credential, u.auth)
+            {
+                let at = u.credential.as_ref().map_or(at.clone(), |c| c.span());
+                self.src.push(
+                    at,
+                    format!("upstream[{i}].credential.kind"),
+                    "\"user_account\" sends each person's own account, so it needs people signed in: remove auth = \"none\"",
+                );
+            }
             let (Some(name), Some(path), Some(host), Some(url)) = (name, path, host, url) else {
                 continue;
             };
@@ -153,7 +163,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             self.src.push(
                 at,
                 key("kind"),
-                "is required: \"header\", \"bearer\", \"basic\" or \"client_credentials\"",
+                "is required: \"header\", \"bearer\", \"basic\", \"client_credentials\", \"connected_account\" or \"user_account\"",
             );
             return None;
         };
@@ -207,10 +217,12 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                     value,
                 })
             }
-            CredentialKind::ClientCredentials | CredentialKind::ConnectedAccount => {
+            CredentialKind::ClientCredentials
+            | CredentialKind::ConnectedAccount
+            | CredentialKind::UserAccount => {
                 let token_url = self.endpoint(&c.token_url, &key("token_url"), &at, why);
                 let authorize_url = match kind {
-                    CredentialKind::ConnectedAccount => {
+                    CredentialKind::ConnectedAccount | CredentialKind::UserAccount => {
                         Some(self.endpoint(&c.authorize_url, &key("authorize_url"), &at, why))
                     }
                     _ => None,
@@ -227,12 +239,16 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                     scopes,
                     resource,
                 };
-                Some(match authorize_url {
-                    Some(a) => UpstreamCredential::ConnectedAccount {
+                Some(match (kind, authorize_url) {
+                    (CredentialKind::UserAccount, Some(a)) => UpstreamCredential::UserAccount {
                         authorize_url: a?,
                         grant,
                     },
-                    None => UpstreamCredential::ClientCredentials(grant),
+                    (_, Some(a)) => UpstreamCredential::ConnectedAccount {
+                        authorize_url: a?,
+                        grant,
+                    },
+                    (_, None) => UpstreamCredential::ClientCredentials(grant),
                 })
             }
         }

@@ -1,0 +1,426 @@
+//! Each person's own account at an upstream's service (`kind = "user_account"`): connected
+//! once, during their MCP authorization, in a real browser (headless Chromium) at a real
+//! OAuth server (`oidc-provider`), between authgate's sign-in and its consent page; sent on
+//! that person's requests only, refreshed before it expires (one refresh however many
+//! requests wait), kept sealed in the store; and a connection the service no longer honours
+//! answers the client with a 401 that leads the person back through it.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::flow::{self, VERIFIER};
+use common::{ChildGuard, Gateway, TestConfig};
+use serde_json::Value;
+
+const ADMIN_TOKEN: &str = "admin-token-for-the-user-account-tests";
+/// How long the service's access tokens live: authgate refreshes them after half of it.
+const ACCESS_TTL: u64 = 4;
+
+/// The service's OAuth server: oidc-provider, its access tokens living [`ACCESS_TTL`].
+fn start_service(listener: TcpListener, callback: &str) -> ChildGuard {
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let mut cmd = Command::new("node");
+    cmd.arg(common::e2e_dir().join("oidc-provider.mjs"))
+        .args(["--issuer", &issuer])
+        .args(["--client-id", "cal-client", "--client-secret", "cal-secret"])
+        .args(["--redirect-uri", callback])
+        .args(["--access-ttl", &ACCESS_TTL.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    common::spawn_listening(cmd, listener)
+}
+
+/// Where the MCP client's browser lands with its code.
+async fn client_callback() -> String {
+    let app = axum::Router::new().fallback(axum::routing::any(|| async { "signed in" }));
+    format!("http://{}/callback", common::serve(app).await)
+}
+
+/// One authorization in a fresh browser: signs in at authgate as `user` ("pw"), at the
+/// service as `svc_login` when asked, approves; the client's token answer and every URL the
+/// browser went to (redirects included), in order.
+async fn authorize(gw: &Gateway, user: &str, svc_login: &str) -> (Value, Vec<String>) {
+    let client = flow::public_client(gw).await;
+    let redirect = client_callback().await;
+    let resource = gw.url("/cal");
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.extend_pairs([
+        ("response_type", "code"),
+        ("client_id", client.as_str()),
+        ("redirect_uri", redirect.as_str()),
+        ("code_challenge", flow::CHALLENGE),
+        ("code_challenge_method", "S256"),
+        ("state", "st-1"),
+        ("resource", resource.as_str()),
+    ]);
+    let start = format!("{}?{}", gw.url("/authorize"), q.finish());
+    let fill = serde_json::json!({"username": user, "password": "pw", "login": svc_login});
+    let args = [start, redirect.clone(), fill.to_string()];
+    let (ok, v, stderr) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::run_node_json("browse.mjs", &args)
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{v}\n{stderr}\n{}", gw.logs());
+    let trail = v["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["url"].as_str().unwrap().to_string())
+        .collect();
+    let back = flow::query_of(v["url"].as_str().unwrap());
+    assert_eq!(back["state"], "st-1", "{v}");
+    let (status, tokens) = flow::token(
+        gw,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &back["code"]),
+            ("code_verifier", VERIFIER),
+            ("client_id", &client),
+            ("redirect_uri", &redirect),
+            ("resource", &resource),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    let mut tokens = tokens;
+    tokens["client_id"] = client.into();
+    (tokens, trail)
+}
+
+/// A call with `token`: the status, the upstream's view of the request, the challenge.
+async fn call(gw: &Gateway, token: &str) -> (u16, Value, String) {
+    let r = reqwest::Client::new()
+        .post(gw.url("/cal"))
+        .bearer_auth(token)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, r.json().await.unwrap_or_default(), challenge)
+}
+
+/// The service's token the upstream received, checked to be the service's (not authgate's).
+fn service_token(seen: &Value, client_token: &str) -> String {
+    let sent = seen["headers"]["authorization"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(sent.starts_with("Bearer "), "{seen}");
+    assert!(!seen.to_string().contains(client_token), "{seen}");
+    sent[7..].to_string()
+}
+
+/// Who the service says a token belongs to (its userinfo endpoint).
+async fn service_user(issuer: &str, token: &str) -> String {
+    let v: Value = reqwest::Client::new()
+        .get(format!("{issuer}/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["sub"].as_str().unwrap_or_default().to_string()
+}
+
+async fn fetches(gw: &Gateway) -> f64 {
+    let text = reqwest::get(gw.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| {
+            l.starts_with("authgate_upstream_credential_fetches_total")
+                && l.contains("upstream=\"cal\"")
+                && l.contains("result=\"ok\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn via_service(trail: &[String], issuer: &str) -> bool {
+    trail.iter().any(|u| u.starts_with(issuer))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_person_connects_their_own_account_once_and_gets_only_their_own() {
+    let echo = common::start_echo_upstream().await;
+    let svc_listener = common::listener();
+    let svc_addr: SocketAddr = svc_listener.local_addr().unwrap();
+    let issuer = format!("http://{svc_addr}");
+    let (addr, guard) = common::reserve_addr();
+    let callback = format!("http://{addr}/connect/callback");
+    let mut service = start_service(svc_listener, &callback);
+    let config = TestConfig::new()
+        .scope("mcp:tools")
+        .upstream(
+            "cal",
+            "/cal",
+            &echo,
+            &format!("scopes = [\"mcp:tools\"]\n[upstream.credential]\nkind = \"user_account\"\nauthorize_url = \"{issuer}/auth\"\ntoken_url = \"{issuer}/token\"\nclient_id = \"cal-client\"\nclient_secret = \"${{CAL_SECRET}}\"\nscopes = [\"openid\", \"email\"]"),
+        )
+        .alice(&format!(
+            "\n[[provider.users]]\nusername = \"bob\"\npassword_hash = \"{}\"",
+            common::config::PW_HASH
+        ))
+        .raw(&format!("[admin]\nlisten = \"{{admin}}\"\ntoken = \"{ADMIN_TOKEN}\""))
+        .build();
+    let gw = Gateway::start_at(
+        addr,
+        guard,
+        tempfile::tempdir().unwrap(),
+        &config,
+        &[("CAL_SECRET", "cal-secret")],
+    )
+    .await;
+
+    // Alice's first authorization goes through the service, after authgate's sign-in and
+    // before its consent page: one sign-in as far as the client can tell.
+    let (alice, trail) = authorize(&gw, "alice", "alice-svc").await;
+    let at = |p: &str| trail.iter().position(|u| u.starts_with(p));
+    let (login, svc, consent) = (
+        at(&gw.url("/login/local")),
+        at(&issuer),
+        at(&gw.url("/consent")),
+    );
+    assert!(
+        login < svc && svc < consent && login.is_some() && consent.is_some(),
+        "{trail:?}"
+    );
+    let alice_token = alice["access_token"].as_str().unwrap().to_string();
+
+    // Her requests carry her account's token at the service, never the client's.
+    let (status, seen, _) = call(&gw, &alice_token).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["headers"]["x-authgate-user"], "local:alice", "{seen}");
+    let alice_svc = service_token(&seen, &alice_token);
+    assert_eq!(service_user(&issuer, &alice_svc).await, "alice-svc");
+
+    // Bob connects his own and gets his own.
+    let (bob, trail) = authorize(&gw, "bob", "bob-svc").await;
+    assert!(via_service(&trail, &issuer), "{trail:?}");
+    let bob_token = bob["access_token"].as_str().unwrap().to_string();
+    let (status, seen, _) = call(&gw, &bob_token).await;
+    assert_eq!(status, 200, "{seen}");
+    let bob_svc = service_token(&seen, &bob_token);
+    assert_ne!(bob_svc, alice_svc);
+    assert_eq!(service_user(&issuer, &bob_svc).await, "bob-svc");
+
+    // Connected once: Alice's next authorization (another client, a new browser) signs in at
+    // authgate and goes straight to consent.
+    let (again, trail) = authorize(&gw, "alice", "never-asked").await;
+    assert!(!via_service(&trail, &issuer), "{trail:?}");
+    let (status, seen, _) = call(&gw, again["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    let svc_token = service_token(&seen, &alice_token);
+    assert_eq!(service_user(&issuer, &svc_token).await, "alice-svc");
+
+    // Past half its lifetime her service token is refreshed: 50 requests at once, one
+    // refresh, every one of them sent with the new token.
+    tokio::time::sleep(Duration::from_millis(ACCESS_TTL * 1000 / 2 + 500)).await;
+    let before = fetches(&gw).await;
+    let calls = (0..50).map(|_| {
+        let (gw, token) = (&gw, alice_token.clone());
+        async move { call(gw, &token).await }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    let mut sent: Vec<String> = answers
+        .iter()
+        .map(|(s, seen, _)| {
+            assert_eq!(*s, 200, "{seen}");
+            service_token(seen, &alice_token)
+        })
+        .collect();
+    sent.dedup();
+    assert_eq!(sent.len(), 1, "one token for all 50: {sent:?}");
+    assert_ne!(sent[0], svc_token, "refreshed before it expired");
+    assert_eq!(service_user(&issuer, &sent[0]).await, "alice-svc");
+    assert_eq!(
+        fetches(&gw).await - before,
+        1.0,
+        "one refresh for 50 requests"
+    );
+
+    // The store holds the connections sealed: no account name, no token in clear.
+    let store = std::fs::read(gw.dir.path().join("data/authgate.redb")).unwrap();
+    for needle in [
+        "alice-svc@example.test",
+        "bob-svc@example.test",
+        &alice_svc,
+        &bob_svc,
+        &sent[0],
+    ] {
+        assert!(
+            !store.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "{needle} is in the store file"
+        );
+    }
+
+    // The service forgets every grant (restarted with an in-memory store: as if Alice revoked
+    // authgate there). Her next refresh is refused: the client gets a 401 challenge, and its
+    // own refresh token no longer works, so it authorizes again...
+    drop(service);
+    service = start_service(TcpListener::bind(svc_addr).unwrap(), &callback);
+    common::wait_http_ok(
+        &format!("{issuer}/.well-known/openid-configuration"),
+        "the service again",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(ACCESS_TTL * 1000 / 2 + 500)).await;
+    let (status, body, challenge) = call(&gw, &alice_token).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        challenge.contains("error=\"invalid_token\"") && challenge.contains("resource_metadata="),
+        "{challenge}"
+    );
+    let (status, v) = flow::token(
+        &gw,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", alice["refresh_token"].as_str().unwrap()),
+            ("client_id", alice["client_id"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), v["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{v}"
+    );
+    // ...which takes her through the service again, and she is back.
+    let (back, trail) = authorize(&gw, "alice", "alice-svc").await;
+    assert!(via_service(&trail, &issuer), "{trail:?}");
+    let back_token = back["access_token"].as_str().unwrap();
+    let (status, seen, _) = call(&gw, back_token).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(
+        service_user(&issuer, &service_token(&seen, back_token)).await,
+        "alice-svc"
+    );
+
+    // Her connected accounts page (a browser session at authgate) shows it and disconnects
+    // it; her client's next call is sent back through the connection.
+    let b = flow::browser();
+    let client = flow::public_client(&gw).await;
+    let r = b
+        .get(flow::authorize_url(&gw, &client, &gw.url("/cal"), &[]))
+        .send()
+        .await
+        .unwrap();
+    let login = flow::page(&b, &gw, &flow::location(&r)).await;
+    let fields = [("username", "alice"), ("password", "pw")];
+    flow::submit(&b, &gw, &login, "/login/local", &fields).await;
+    let page = flow::page(&b, &gw, "/connect/accounts").await;
+    assert!(
+        page.contains("cal") && page.contains("Connected as alice-svc@example.test"),
+        "{page}"
+    );
+    let csrf = flow::hidden(&page, "csrf");
+    let forged = flow::post_form(
+        &b,
+        &gw.url("/connect/accounts"),
+        None,
+        &[("upstream", "cal")],
+    )
+    .await;
+    assert_eq!(forged.status(), 403, "no form token, nothing done");
+    let form = [("csrf", csrf.as_str()), ("upstream", "cal")];
+    let r = flow::post_form(&b, &gw.url("/connect/accounts"), None, &form).await;
+    assert_eq!(r.status(), 303);
+    let page = flow::page(&b, &gw, &flow::location(&r)).await;
+    assert!(
+        page.contains("cal is disconnected") && page.contains("Not connected"),
+        "{page}"
+    );
+    let (status, _, challenge) = call(&gw, back_token).await;
+    assert_eq!(status, 401);
+    assert!(challenge.contains("invalid_token"), "{challenge}");
+    // Without a session the page says to sign in first.
+    let r = reqwest::get(gw.url("/connect/accounts")).await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    let audit = gw.logs();
+    assert!(audit.contains("account_connected"), "{audit}");
+    assert!(audit.contains("account_disconnected"), "{audit}");
+    assert!(audit.contains("disconnected by the person"), "{audit}");
+    drop(service);
+}
+
+/// A service shaped like a GitHub OAuth app, as GitHub documents it: the authorize page
+/// sends the person straight back with a code (they approved before), the token endpoint
+/// answers form-encoded unless asked for JSON, and its tokens never expire and come with no
+/// refresh token. Each code gives its own token.
+async fn github_like_service() -> String {
+    use axum::extract::{Form, Query};
+    use axum::response::{IntoResponse, Redirect};
+    use std::collections::HashMap;
+    let app = axum::Router::new()
+        .route(
+            "/login/oauth/authorize",
+            axum::routing::get(|Query(q): Query<HashMap<String, String>>| async move {
+                let code = format!("code-{}", q["code_challenge"]);
+                let back = format!("{}?code={code}&state={}", q["redirect_uri"], flow::urlencode(&q["state"]));
+                Redirect::to(&back)
+            }),
+        )
+        .route(
+            "/login/oauth/access_token",
+            axum::routing::post(
+                |headers: axum::http::HeaderMap, Form(f): Form<HashMap<String, String>>| async move {
+                    let token = format!("gho_{}", &f["code"][5..21].replace(['-', '_'], "x"));
+                    let json = headers.get("accept").is_some_and(|a| a == "application/json");
+                    match json {
+                        true => axum::Json(serde_json::json!({"access_token": token, "token_type": "bearer", "scope": "repo"})).into_response(),
+                        false => format!("access_token={token}&token_type=bearer&scope=repo").into_response(),
+                    }
+                },
+            ),
+        );
+    format!("http://{}", common::serve(app).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_that_never_expires_is_kept_sealed_and_used_as_is() {
+    let echo = common::start_echo_upstream().await;
+    let gh = github_like_service().await;
+    let config = TestConfig::new()
+        .scope("mcp:tools")
+        .upstream(
+            "cal",
+            "/cal",
+            &echo,
+            &format!("scopes = [\"mcp:tools\"]\n[upstream.credential]\nkind = \"user_account\"\nauthorize_url = \"{gh}/login/oauth/authorize\"\ntoken_url = \"{gh}/login/oauth/access_token\"\nclient_id = \"Iv1.abc\"\nclient_secret = \"${{GH_SECRET}}\"\nscopes = [\"repo\"]"),
+        )
+        .alice("")
+        .build();
+    let env = [("GH_SECRET", "gh-secret")];
+    let gw = Gateway::start_with_env(&config, &env).await;
+    let (alice, trail) = authorize(&gw, "alice", "").await;
+    assert!(via_service(&trail, &gh), "{trail:?}");
+    let token = alice["access_token"].as_str().unwrap().to_string();
+    let (status, seen, _) = call(&gw, &token).await;
+    assert_eq!(status, 200, "{seen}\n{}", gw.logs());
+    let gho = service_token(&seen, &token);
+    assert!(gho.starts_with("gho_"), "{gho}");
+
+    // Kept in the store, sealed: a restarted gateway still sends it.
+    let store = std::fs::read(gw.dir.path().join("data/authgate.redb")).unwrap();
+    assert!(!store.windows(gho.len()).any(|w| w == gho.as_bytes()));
+    let gw = gw.restart(&config, &env).await;
+    let (status, seen, _) = call(&gw, &token).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(service_token(&seen, &token), gho);
+}
