@@ -222,6 +222,7 @@ password_hash = "$argon2id$v=19$m=19456,t=2,p=1$GZ5bcwe5pUpGzcs1vS7Ltw$lPZ6MxMfx
             tagged_since,
             api_keys: Default::default(),
             signer: authgate::crypto::signing::IdentitySigner::ephemeral(&Sealer::new(&key)),
+            discovery: Default::default(),
         };
         // Warm the cache with every stored token (production holds the live set).
         for i in 0..n {

@@ -90,6 +90,7 @@ pub fn authority() -> TestAuthority {
             signer: crate::crypto::signing::IdentitySigner::ephemeral(&crate::crypto::Sealer::new(
                 &key,
             )),
+            discovery: Default::default(),
         },
         _dir: dir,
     }

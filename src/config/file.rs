@@ -438,6 +438,10 @@ pub enum CredentialKind {
     /// Each person's own account at the service, connected during their MCP authorization
     /// (after sign-in, before consent); kept sealed per person, sent on their requests only.
     UserAccount,
+    /// The upstream is itself a protected MCP server: its authorization server is found from
+    /// its protected resource metadata, authgate registers there (CIMD, else DCR), and each
+    /// person connects as with `user_account`.
+    UpstreamOauth,
 }
 
 /// `[upstream.credential]`.

@@ -454,10 +454,24 @@ pub enum UpstreamCredential {
         authorize_url: String,
         grant: ClientCredentials,
     },
+    /// The upstream is itself a protected MCP server: where to connect each person is
+    /// discovered from it (`oauth::discover`); `scopes` are asked for besides those its
+    /// metadata names.
+    UpstreamOAuth {
+        scopes: Vec<String>,
+    },
 }
 
 impl UpstreamCredential {
-    /// The authorize URL and grant of a per-person account, if this is one.
+    /// Whether each person connects their own account (`user_account`, `upstream_oauth`).
+    pub fn per_person(&self) -> bool {
+        matches!(
+            self,
+            UpstreamCredential::UserAccount { .. } | UpstreamCredential::UpstreamOAuth { .. }
+        )
+    }
+
+    /// The authorize URL and grant of a configured per-person account, if this is one.
     pub fn user_account(&self) -> Option<(&str, &ClientCredentials)> {
         match self {
             UpstreamCredential::UserAccount {
@@ -473,7 +487,8 @@ impl UpstreamCredential {
             UpstreamCredential::Header { name, .. } => name.clone(),
             UpstreamCredential::ClientCredentials(_)
             | UpstreamCredential::ConnectedAccount { .. }
-            | UpstreamCredential::UserAccount { .. } => http::header::AUTHORIZATION,
+            | UpstreamCredential::UserAccount { .. }
+            | UpstreamCredential::UpstreamOAuth { .. } => http::header::AUTHORIZATION,
         }
     }
 }

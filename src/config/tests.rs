@@ -283,3 +283,24 @@ fn shipped_examples_parse() {
     }
     assert!(seen >= 2, "example configs missing");
 }
+
+#[test]
+fn per_person_credentials_need_people_signed_in() {
+    for kind in [
+        "kind = \"upstream_oauth\"",
+        "kind = \"user_account\"\nauthorize_url = \"https://svc.example/a\"\ntoken_url = \"https://svc.example/t\"\nclient_id = \"c\"\nclient_secret = \"s\"",
+    ] {
+        let errors = parse_err(&format!("{MINIMAL}[upstream.credential]\n{kind}\n"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("upstream[0].credential.kind")
+                && errors[0].contains("remove auth = \"none\""),
+            "{errors:?}"
+        );
+        let ok = parse_ok(&format!(
+            "{}[upstream.credential]\n{kind}\n\n[[provider]]\nid = \"gh\"\nkind = \"github\"\nclient_id = \"x\"\nclient_secret = \"y\"\n",
+            MINIMAL.replace("auth = \"none\"\n", "")
+        ));
+        assert!(ok.upstreams[0].credential.as_ref().unwrap().per_person());
+    }
+}

@@ -156,6 +156,44 @@ impl PersonConnect {
     }
 }
 
+/// Where a person connects their account for an upstream, and the grant that refreshes it.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub authorize_url: String,
+    pub grant: ClientCredentials,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error(transparent)]
+    Discovery(#[from] super::discover::DiscoveryError),
+}
+
+/// The per-person account settings of `upstream`: configured (`user_account`) or
+/// discovered from the upstream (`upstream_oauth`); `None` for other upstreams.
+pub async fn account(
+    auth: &Authority,
+    config: &Config,
+    upstream: &crate::config::Upstream,
+) -> Result<Option<std::sync::Arc<Account>>, AccountError> {
+    use crate::config::UpstreamCredential;
+    match upstream.credential.as_ref() {
+        Some(UpstreamCredential::UserAccount {
+            authorize_url,
+            grant,
+        }) => Ok(Some(std::sync::Arc::new(Account {
+            authorize_url: authorize_url.clone(),
+            grant: grant.clone(),
+        }))),
+        Some(UpstreamCredential::UpstreamOAuth { scopes }) => Ok(Some(
+            auth.discovery
+                .account(auth, config, upstream, scopes)
+                .await?,
+        )),
+        _ => Ok(None),
+    }
+}
+
 /// The connection step of an authorization: a person without a connection to an upstream
 /// that needs their own account is sent to the service first.
 pub async fn step(
@@ -166,7 +204,20 @@ pub async fn step(
     now: u64,
 ) -> Option<Outcome> {
     let upstream = config.upstream(flow.upstream.as_str())?;
-    let (url, grant) = upstream.credential.as_ref()?.user_account()?;
+    if !upstream.credential.as_ref()?.per_person() {
+        return None;
+    }
+    let account = match account(auth, config, upstream).await {
+        Ok(a) => a?,
+        Err(e) => {
+            tracing::error!(upstream = %upstream.name, error = %e, "finding where people connect for this upstream failed");
+            return Some(Outcome::Error(ErrorView::new(
+                502,
+                "Connection unavailable",
+                "authgate could not find where to connect your account for this server.",
+            )));
+        }
+    };
     let user = identity.user_id();
     match load(auth, upstream.name.as_str(), Owner::Person(&user)).await {
         Ok(Some(_)) => return None,
@@ -192,6 +243,10 @@ pub async fn step(
         },
     );
     Some(Outcome::Connect(authorize_url(
-        config, url, grant, &state, &verifier,
+        config,
+        &account.authorize_url,
+        &account.grant,
+        &state,
+        &verifier,
     )))
 }

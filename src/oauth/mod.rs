@@ -17,6 +17,7 @@ pub mod cimd;
 pub mod client_auth;
 pub mod connect;
 pub mod consent;
+pub mod discover;
 pub mod error;
 pub mod flow;
 pub mod metadata;
@@ -59,6 +60,8 @@ pub struct Authority {
     pub api_keys: api_keys::ApiKeys,
     /// Signs the identity assertions upstreams may ask for; its keys are the JWKS.
     pub signer: crate::crypto::signing::IdentitySigner,
+    /// Where the people of `upstream_oauth` upstreams connect, found from the upstreams.
+    pub discovery: discover::Discovery,
 }
 
 impl Authority {
@@ -187,6 +190,7 @@ impl Authority {
                 | Introspect
                 | AuthorizationServerMetadata
                 | Jwks
+                | ClientMetadata
                 | ProtectedResourceMetadata(_)
                 | UnknownWellKnown
         );
@@ -210,6 +214,9 @@ impl Authority {
                     .with_cors()
             }
             Jwks if get => Reply::json(200, &self.signer.jwks(now)).with_cors(),
+            ClientMetadata if get => Reply::json(200, &discover::client_metadata(config))
+                .with_header(http::header::CACHE_CONTROL, "public, max-age=300")
+                .with_cors(),
             ProtectedResourceMetadata(suffix) if get => {
                 match metadata::upstream_for_prm(config, suffix) {
                     Some(u) => Reply::json(200, &metadata::protected_resource(config, u))
@@ -241,6 +248,7 @@ impl Authority {
             UnknownWellKnown
             | AuthorizationServerMetadata
             | Jwks
+            | ClientMetadata
             | ProtectedResourceMetadata(_)
                 if !get =>
             {

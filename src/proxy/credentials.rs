@@ -16,7 +16,7 @@ use http::HeaderValue;
 
 use serde::Serialize;
 
-use crate::config::{ClientCredentials, Config, UpstreamCredential};
+use crate::config::{ClientCredentials, Config, Upstream, UpstreamCredential};
 use crate::crypto::random_secret;
 use crate::login::session;
 use crate::metrics::metrics;
@@ -70,6 +70,8 @@ pub enum CredentialError {
     InvalidGrant(String),
     #[error(transparent)]
     Stored(#[from] connect::Unreadable),
+    #[error(transparent)]
+    Discovery(#[from] crate::oauth::discover::DiscoveryError),
 }
 
 impl CredentialError {
@@ -125,10 +127,12 @@ impl Credentials {
     pub async fn value(
         &self,
         auth: &Authority,
-        upstream: &str,
+        config: &Config,
+        route: &Upstream,
         credential: &UpstreamCredential,
         who: Option<&AccessRecord>,
     ) -> Result<HeaderValue, CredentialError> {
+        let upstream = route.name.as_str();
         match credential {
             UpstreamCredential::Header { value, .. } => Ok(value.clone()),
             UpstreamCredential::ClientCredentials(cc) => {
@@ -139,13 +143,28 @@ impl Credentials {
                 self.bearer(upstream, grant, None, refresh).await
             }
             UpstreamCredential::UserAccount { grant, .. } => {
-                let user = who
-                    .map(|r| r.identity.user_id())
-                    .ok_or(CredentialError::PersonNotConnected)?;
-                let refresh = self.refresh_connected(auth, upstream, grant, Owner::Person(&user));
-                self.bearer(upstream, grant, Some(&user), refresh).await
+                self.person(auth, upstream, grant, who).await
+            }
+            UpstreamCredential::UpstreamOAuth { scopes } => {
+                let account = auth.discovery.account(auth, config, route, scopes).await?;
+                self.person(auth, upstream, &account.grant, who).await
             }
         }
+    }
+
+    /// The caller's own account's token.
+    async fn person(
+        &self,
+        auth: &Authority,
+        upstream: &str,
+        grant: &ClientCredentials,
+        who: Option<&AccessRecord>,
+    ) -> Result<HeaderValue, CredentialError> {
+        let user = who
+            .map(|r| r.identity.user_id())
+            .ok_or(CredentialError::PersonNotConnected)?;
+        let refresh = self.refresh_connected(auth, upstream, grant, Owner::Person(&user));
+        self.bearer(upstream, grant, Some(&user), refresh).await
     }
 
     fn entry(&self, upstream: &str, cc: &ClientCredentials, user: Option<&str>) -> Arc<Entry> {
@@ -247,12 +266,17 @@ impl Credentials {
             form.push(("resource", r.clone()));
         }
         let started = Instant::now();
-        let r = self
+        let mut request = self
             .http
             .post(&cc.token_url)
             // GitHub answers in form encoding unless asked for JSON.
-            .header(http::header::ACCEPT, "application/json")
-            .basic_auth(&cc.client_id, Some(cc.client_secret.expose()))
+            .header(http::header::ACCEPT, "application/json");
+        // A public client (a client ID metadata document) names itself in the form.
+        match cc.client_secret.expose().as_str() {
+            "" => form.push(("client_id", cc.client_id.clone())),
+            secret => request = request.basic_auth(&cc.client_id, Some(secret)),
+        }
+        let r = request
             .form(&form)
             .send()
             .await
@@ -531,12 +555,11 @@ impl Credentials {
             return Answer::from(Outcome::client_error(&flow, OAuthError::access_denied(why)))
                 .render(config);
         }
-        let grant = config
-            .upstream(&person.upstream)
-            .and_then(|u| u.credential.as_ref())
-            .and_then(|c| c.user_account())
-            .map(|(_, grant)| grant);
-        let Some(grant) = grant else {
+        let account = match config.upstream(&person.upstream) {
+            Some(u) => connect::account(auth, config, u).await.ok().flatten(),
+            None => None,
+        };
+        let Some(grant) = account.as_ref().map(|a| &a.grant) else {
             return page(ErrorView::new(
                 400,
                 "Not connectable",
@@ -623,12 +646,15 @@ impl Credentials {
             if !token_ok || !origin_acceptable(config, req) {
                 return Answer::from(ErrorView::form_refused()).render(config);
             }
-            let chosen = form.get("upstream").and_then(|name| {
-                let u = config.upstream(name)?;
-                let (_, grant) = u.credential.as_ref()?.user_account()?;
-                Some((u.name.as_str(), grant))
-            });
-            let Some((upstream, grant)) = chosen else {
+            let chosen = match form.get("upstream").and_then(|name| config.upstream(name)) {
+                Some(u) => connect::account(auth, config, u)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|a| (u.name.as_str(), a)),
+                None => None,
+            };
+            let Some((upstream, account)) = chosen else {
                 return pages::error(
                     400,
                     "Unknown server",
@@ -643,7 +669,9 @@ impl Credentials {
                     "The connection could not be removed; try again.",
                 );
             }
-            self.entry(upstream, grant, Some(&user)).current.store(None);
+            self.entry(upstream, &account.grant, Some(&user))
+                .current
+                .store(None);
             crate::audit::success("account_disconnected")
                 .identity(identity)
                 .upstream(upstream)
@@ -657,11 +685,7 @@ impl Credentials {
         }
         let mut rows = Vec::new();
         for u in &config.upstreams {
-            if u.credential
-                .as_ref()
-                .and_then(|c| c.user_account())
-                .is_none()
-            {
+            if !u.credential.as_ref().is_some_and(|c| c.per_person()) {
                 continue;
             }
             let conn = match connect::load(auth, u.name.as_str(), Owner::Person(&user)).await {

@@ -259,7 +259,7 @@ impl Gateway {
         let who = ctx.access.as_deref();
         match self
             .credentials
-            .value(&self.authority, name, credential, who)
+            .value(&self.authority, config, upstream, credential, who)
             .await
         {
             Ok(value) => {

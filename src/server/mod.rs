@@ -80,6 +80,7 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
         tagged_since,
         api_keys: Default::default(),
         signer,
+        discovery: Default::default(),
     });
     let keys = runtime
         .block_on(authority.api_keys.load(&*authority.store))

@@ -29,6 +29,8 @@ pub const PROTECTED_RESOURCE_METADATA: &str = "/.well-known/oauth-protected-reso
 pub const AUTHORIZATION_SERVER_METADATA: &str = "/.well-known/oauth-authorization-server";
 pub const OPENID_CONFIGURATION: &str = "/.well-known/openid-configuration";
 pub const JWKS: &str = "/.well-known/jwks.json";
+/// authgate's own client ID metadata document, for upstreams' authorization servers.
+pub const CLIENT_METADATA: &str = "/.well-known/authgate-client.json";
 
 /// One of the gateway's endpoints, with what its path carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,8 @@ pub enum Endpoint<'p> {
     Ready,
     AuthorizationServerMetadata,
     Jwks,
+    /// [`CLIENT_METADATA`].
+    ClientMetadata,
     /// RFC 9728 metadata; the route path after the prefix (`""` for the bare prefix).
     ProtectedResourceMetadata(&'p str),
     /// Any other `/.well-known/…` document: 404.
@@ -75,6 +79,7 @@ impl<'p> Endpoint<'p> {
             "/readyz" => Ready,
             AUTHORIZATION_SERVER_METADATA | OPENID_CONFIGURATION => AuthorizationServerMetadata,
             JWKS => Jwks,
+            CLIENT_METADATA => ClientMetadata,
             "/authorize" => Authorize,
             "/token" => Token,
             "/register" => Register,

@@ -4,6 +4,7 @@
 // Usage:
 //   node oidc-provider.mjs --issuer http://<host>:<port> --client-id <id> --client-secret <secret>
 //       --redirect-uri <uri> [--redirect-uri <uri2> ...] [--access-ttl <seconds>]
+//       [--resource <URL> [--registration] [--rotate]]
 //
 // - issuer as given (discovery at /.well-known/openid-configuration); it listens on the
 //   issuer's host and port, or on the socket inherited as fd $LISTEN_FD when set (the Rust
@@ -18,11 +19,17 @@
 // - the built-in "dev interactions" serve the login form (fields: prompt=login hidden,
 //   login, password) and the consent form (prompt=consent hidden, one unnamed submit button)
 //
+// - with --resource: the authorization server of a protected MCP server (RFC 8707): access
+//   tokens for that resource are JWTs (RS256, aud = the resource, scope mcp:tools), the
+//   resource granted at authorization is used at the token endpoint; --registration opens
+//   dynamic client registration (RFC 7591); --rotate rotates every refresh token on use
+//   (a reused one revokes the grant, as OAuth 2.1 recommends)
+//
 // Prints exactly one line `READY <issuer>` to stdout once listening; everything else
 // (oidc-provider's notices and warnings, request errors) goes to stderr. Exits on SIGTERM/SIGINT.
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
-import Provider from "oidc-provider";
+import Provider, { errors } from "oidc-provider";
 
 // oidc-provider prints its "you SHOULD change..." notices with console.info, i.e. to stdout;
 // keep stdout machine-readable for the Rust test that waits for the READY line.
@@ -35,6 +42,9 @@ const { values: args } = parseArgs({
     "client-secret": { type: "string" },
     "redirect-uri": { type: "string", multiple: true },
     "access-ttl": { type: "string" },
+    resource: { type: "string" },
+    registration: { type: "boolean" },
+    rotate: { type: "boolean" },
   },
 });
 for (const required of ["issuer", "client-id", "client-secret", "redirect-uri"]) {
@@ -95,7 +105,7 @@ const provider = new Provider(issuer, {
     email: ["email", "email_verified"],
     profile: ["name", "groups", "realm_access"],
   },
-  scopes: ["openid", "offline_access", "email", "profile"],
+  scopes: ["openid", "offline_access", "email", "profile", ...(args.resource ? ["mcp:tools"] : [])],
   // By default, for response_type=code, scope-derived claims only go to userinfo; a
   // relying party that reads the email from the ID token (as authgate may) needs them there.
   conformIdTokenClaims: false,
@@ -111,7 +121,24 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: true },
     revocation: { enabled: true },
     userinfo: { enabled: true },
+    registration: { enabled: Boolean(args.registration) },
+    resourceIndicators: {
+      enabled: Boolean(args.resource),
+      defaultResource: (_ctx, _client, oneOf) => oneOf ?? args.resource,
+      useGrantedResource: () => true,
+      getResourceServerInfo: (_ctx, indicator) => {
+        if (indicator !== args.resource) throw new errors.InvalidTarget();
+        return {
+          scope: "mcp:tools",
+          audience: indicator,
+          accessTokenFormat: "jwt",
+          accessTokenTTL: Number(args["access-ttl"] ?? 3600),
+          jwt: { sign: { alg: "RS256" } },
+        };
+      },
+    },
   },
+  ...(args.rotate ? { rotateRefreshToken: true } : {}),
   ttl: {
     AccessToken: Number(args["access-ttl"] ?? 3600),
     AuthorizationCode: 600,

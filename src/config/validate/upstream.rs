@@ -96,15 +96,15 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             let identity_headers = self.identity_headers(&u.identity_headers, i);
             let signed_identity = self.signed_identity(&u.signed_identity, i);
             let credential = self.credential(&u.credential, i);
-            if let (Some(UpstreamCredential::UserAccount { .. }), Some(UpstreamAuth::None)) =
-                (&credential, u.auth)
-            {
-                let at = u.credential.as_ref().map_or(at.clone(), |c| c.span());
-                self.src.push(
-                    at,
-                    format!("upstream[{i}].credential.kind"),
-                    "\"user_account\" sends each person's own account, so it needs people signed in: remove auth = \"none\"",
-                );
+            if let (Some(c), Some(UpstreamAuth::None)) = (&credential, u.auth) {
+                if c.per_person() {
+                    let at = u.credential.as_ref().map_or(at.clone(), |c| c.span());
+                    self.src.push(
+                        at,
+                        format!("upstream[{i}].credential.kind"),
+                        "sends each person's own account, so it needs people signed in: remove auth = \"none\"",
+                    );
+                }
             }
             let (Some(name), Some(path), Some(host), Some(url)) = (name, path, host, url) else {
                 continue;
@@ -163,7 +163,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             self.src.push(
                 at,
                 key("kind"),
-                "is required: \"header\", \"bearer\", \"basic\", \"client_credentials\", \"connected_account\" or \"user_account\"",
+                "is required: \"header\", \"bearer\", \"basic\", \"client_credentials\", \"connected_account\", \"user_account\" or \"upstream_oauth\"",
             );
             return None;
         };
@@ -181,6 +181,10 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             }
         };
         match kind {
+            CredentialKind::UpstreamOauth => {
+                let scopes = self.parsed_list(&c.scopes, &key("scopes"), |s| Ok(s.to_string()));
+                Some(UpstreamCredential::UpstreamOAuth { scopes })
+            }
             CredentialKind::Header | CredentialKind::Bearer => {
                 let value = self.required(&c.value, &key("value"), at.clone(), why)?;
                 let name = match (kind, &c.header) {
