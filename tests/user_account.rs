@@ -392,22 +392,32 @@ async fn github_like_service() -> String {
     format!("http://{}", common::serve(app).await)
 }
 
+/// Two gateway keys (base64 of 32 bytes) and their ids, as `authgate` derives them.
+const KEY_A: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+const KEY_B: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_token_that_never_expires_is_kept_sealed_and_used_as_is() {
+async fn a_token_that_never_expires_is_kept_sealed_and_survives_a_key_rotation() {
     let echo = common::start_echo_upstream().await;
     let gh = github_like_service().await;
-    let config = TestConfig::new()
-        .scope("mcp:tools")
-        .upstream(
-            "cal",
-            "/cal",
-            &echo,
-            &format!("scopes = [\"mcp:tools\"]\n[upstream.credential]\nkind = \"user_account\"\nauthorize_url = \"{gh}/login/oauth/authorize\"\ntoken_url = \"{gh}/login/oauth/access_token\"\nclient_id = \"Iv1.abc\"\nclient_secret = \"${{GH_SECRET}}\"\nscopes = [\"repo\"]"),
-        )
-        .alice("")
-        .build();
+    let config = |auth: &str| {
+        TestConfig::new()
+            .scope("mcp:tools")
+            .auth(auth)
+            .upstream(
+                "cal",
+                "/cal",
+                &echo,
+                &format!("scopes = [\"mcp:tools\"]\n[upstream.credential]\nkind = \"user_account\"\nauthorize_url = \"{gh}/login/oauth/authorize\"\ntoken_url = \"{gh}/login/oauth/access_token\"\nclient_id = \"Iv1.abc\"\nclient_secret = \"${{GH_SECRET}}\"\nscopes = [\"repo\"]"),
+            )
+            .alice("")
+            .build()
+    };
+    let key_a = format!("session_key = \"{KEY_A}\"");
+    let key_b = format!("session_key = \"{KEY_B}\"");
+    let rotating = format!("{key_b}\nprevious_session_keys = [\"{KEY_A}\"]");
     let env = [("GH_SECRET", "gh-secret")];
-    let gw = Gateway::start_with_env(&config, &env).await;
+    let mut gw = Gateway::start_with_env(&config(&key_a), &env).await;
     let (alice, trail) = authorize(&gw, "alice", "").await;
     assert!(via_service(&trail, &gh), "{trail:?}");
     let token = alice["access_token"].as_str().unwrap().to_string();
@@ -415,12 +425,56 @@ async fn a_token_that_never_expires_is_kept_sealed_and_used_as_is() {
     assert_eq!(status, 200, "{seen}\n{}", gw.logs());
     let gho = service_token(&seen, &token);
     assert!(gho.starts_with("gho_"), "{gho}");
-
-    // Kept in the store, sealed: a restarted gateway still sends it.
     let store = std::fs::read(gw.dir.path().join("data/authgate.redb")).unwrap();
     assert!(!store.windows(gho.len()).any(|w| w == gho.as_bytes()));
-    let gw = gw.restart(&config, &env).await;
+
+    // Another key alone: refused at start, naming both key ids, rather than starting with
+    // connections and signing keys it cannot open.
+    let _ = gw.child.kill();
+    let _ = gw.child.wait();
+    let path = gw.config_path();
+    let written = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, written.replace(&key_a, &key_b)).unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_authgate"));
+        cmd.args(args)
+            .arg("--config")
+            .arg(&path)
+            .env("GH_SECRET", "gh-secret");
+        common::output_within(cmd)
+    };
+    let out = run(&["run"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("sealed with key") && err.contains("auth.previous_session_keys"),
+        "{err}"
+    );
+
+    // Rotating: the new key seals, the old one still opens; the connection is still hers.
+    let mut gw = gw.restart(&config(&rotating), &env).await;
     let (status, seen, _) = call(&gw, &token).await;
-    assert_eq!(status, 200, "{seen}");
-    assert_eq!(service_token(&seen, &token), gho);
+    assert_eq!((status, service_token(&seen, &token)), (200, gho.clone()));
+    assert!(
+        gw.logs().contains("sealed with a previous key"),
+        "{}",
+        gw.logs()
+    );
+    // Stopped, `authgate rotate-key` seals the store's values again with the new key...
+    let _ = gw.child.kill();
+    let _ = gw.child.wait();
+    let out = run(&["rotate-key"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("now sealed with key"), "{said}");
+    // ...so the old key can go: the new one alone opens everything, and it is still hers.
+    let gw = gw.restart(&config(&key_b), &env).await;
+    let (status, seen, _) = call(&gw, &token).await;
+    assert_eq!((status, service_token(&seen, &token)), (200, gho));
+    let warnings = gw.logs().matches("sealed with a previous key").count();
+    assert_eq!(warnings, 1, "only while rotating: {}", gw.logs());
 }

@@ -93,6 +93,13 @@ pub enum Command {
         #[command(subcommand)]
         command: admin::KeysCommand,
     },
+    /// Seal everything the store keeps sealed (connected accounts, upstream registrations,
+    /// signing keys) again with auth.session_key, on a stopped gateway's store: the step of a
+    /// key rotation after listing the old key in auth.previous_session_keys.
+    RotateKey {
+        #[arg(long, short, env = "AUTHGATE_CONFIG")]
+        config: PathBuf,
+    },
     /// Sign in to an MCP server behind authgate from the terminal (browser, PKCE, a loopback
     /// redirect); tokens are kept per server URL in a file only you can read.
     Login(login::LoginArgs),
@@ -128,6 +135,7 @@ pub fn main() -> ExitCode {
         Command::Restore { config, backup } => offline::restore(&config, &backup),
         Command::Schema => offline::schema(),
         Command::Keys { config, command } => offline::keys(&config, &command),
+        Command::RotateKey { config } => offline::rotate_key(&config),
         Command::Policy { command } => policy::run(command),
         Command::Login(args) => login::login(&args),
         Command::Token(args) => login::token(&args),

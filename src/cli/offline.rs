@@ -203,3 +203,44 @@ pub fn keys(config_path: &Path, command: &super::admin::KeysCommand) -> ExitCode
         }
     }
 }
+
+/// `authgate rotate-key`: every sealed value in the store sealed again with the current key.
+pub fn rotate_key(config_path: &Path) -> ExitCode {
+    let Some(c) = load(config_path) else {
+        return ExitCode::FAILURE;
+    };
+    let Some(key) = c.auth.session_key else {
+        eprintln!("{}: rotate-key needs auth.session_key (the new key), with the old one in auth.previous_session_keys", config_path.display());
+        return ExitCode::FAILURE;
+    };
+    let _lock = match store::lock::hold_stopped(&c.server.data_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let store = match RedbStore::open(&c.server.data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let sealer = crate::crypto::Sealer::with_previous(&key, &c.auth.previous_session_keys);
+    match super::block_on(crate::server::keys::reseal_store(&store, &sealer)) {
+        Ok(n) => {
+            println!(
+                "{n} sealed value(s) in {} now sealed with key {}.",
+                store.path().display(),
+                sealer.key_id()
+            );
+            println!("Keep the previous keys in auth.previous_session_keys until sessions sealed with them have expired (auth.session_ttl), then remove them.");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}; nothing was changed");
+            ExitCode::FAILURE
+        }
+    }
+}

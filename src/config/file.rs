@@ -106,6 +106,10 @@ pub struct CimdSection {
 pub struct AuthSection {
     #[schemars(with = "Option<String>")]
     pub session_key: Option<Text>,
+    /// Keys being rotated out: they still open what they sealed (see `authgate rotate-key`).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub previous_session_keys: Vec<Text>,
     #[schemars(with = "Option<String>")]
     pub access_token_ttl: Option<Text>,
     #[schemars(with = "Option<String>")]

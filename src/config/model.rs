@@ -106,6 +106,8 @@ impl Config {
 pub struct AuthConfig {
     /// AES-256-GCM key for cookies and flow state; `None`: generated once into the data dir.
     pub session_key: Option<[u8; 32]>,
+    /// Keys rotated out that still open what they sealed.
+    pub previous_session_keys: Vec<[u8; 32]>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     /// After a rotation, the old refresh token still gets the same answer for this long

@@ -17,7 +17,7 @@ use super::{b64url, Sealer};
 use crate::store::{AccessRecord, Store, StoreError};
 
 /// Where the keys are kept in the store's `secrets`.
-const SECRET_NAME: &str = "identity_signing_keys";
+pub const SECRET_NAME: &str = "identity_signing_keys";
 const SEAL_PURPOSE: &str = "identity-signing-key";
 
 /// One key as stored: the PKCS#8 document sealed.
@@ -33,6 +33,17 @@ struct StoredKeys {
     current: StoredKey,
     /// The key before the last rotation, and until when it stays published.
     previous: Option<(StoredKey, u64)>,
+}
+
+/// The stored keys (`value` of [`SECRET_NAME`]) with every private key sealed again with
+/// the current key (`authgate rotate-key`); `None` if one does not open.
+pub fn reseal(value: &[u8], sealer: &Sealer) -> Option<Vec<u8>> {
+    let mut keys: StoredKeys = serde_json::from_slice(value).ok()?;
+    keys.current.sealed_pkcs8 = sealer.reseal(SEAL_PURPOSE, &keys.current.sealed_pkcs8)?;
+    if let Some((previous, _)) = keys.previous.as_mut() {
+        previous.sealed_pkcs8 = sealer.reseal(SEAL_PURPOSE, &previous.sealed_pkcs8)?;
+    }
+    Some(serde_json::to_vec(&keys).expect("serializes"))
 }
 
 struct Key {

@@ -16,7 +16,7 @@ use crate::store::Store;
 use crate::vocab::Identity;
 
 /// The sealing purpose of a stored connection.
-const SEALED_CONNECTION: &str = "connected-account";
+pub const SEALED_CONNECTION: &str = "connected-account";
 /// The sealing purpose of a person's connection in progress (the `state` the service sends
 /// back).
 pub const PERSON_STATE: &str = "person-connect";
@@ -44,6 +44,9 @@ pub enum Owner<'a> {
     /// A person's own account (`user_account`), by their user id.
     Person(&'a str),
 }
+
+/// Secret names of connections start with these.
+pub const SECRET_PREFIXES: [&str; 2] = ["connected_account:", "user_account:"];
 
 fn secret_name(upstream: &str, owner: Owner<'_>) -> String {
     match owner {

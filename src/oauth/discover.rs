@@ -21,7 +21,9 @@ use crate::config::{ClientCredentials, Config, Upstream};
 use crate::store::Store;
 use crate::vocab::Secret;
 
-const SEALED_REGISTRATION: &str = "upstream-oauth-registration";
+pub const SEALED_REGISTRATION: &str = "upstream-oauth-registration";
+/// Secret names of registrations start with this.
+pub const SECRET_PREFIX: &str = "upstream_oauth:";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
@@ -97,7 +99,7 @@ pub fn upstream_url(u: &Upstream) -> String {
 }
 
 fn secret_name(upstream: &str) -> String {
-    format!("upstream_oauth:{upstream}")
+    format!("{SECRET_PREFIX}{upstream}")
 }
 
 impl Discovery {

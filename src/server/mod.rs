@@ -3,6 +3,7 @@
 //! fail does so here, before a port is bound.
 
 mod admin;
+pub mod keys;
 pub mod reload;
 mod signals;
 
@@ -60,7 +61,23 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
     runtime
         .block_on(cached.load_blocked())
         .context("reading the blocked users")?;
-    let sealer = Sealer::new(&key);
+    let sealer = Sealer::with_previous(&key, &config.auth.previous_session_keys);
+    match runtime.block_on(keys::check(&cached, &sealer)) {
+        Ok(keys::KeyCheck::Current) => {}
+        Ok(keys::KeyCheck::Previous(id)) => {
+            tracing::warn!(sealed_with = %id, current = %sealer.key_id(), "the store's sealed values are sealed with a previous key: stop authgate and run `authgate rotate-key --config FILE`, then remove that key from auth.previous_session_keys once sessions sealed with it have expired");
+        }
+        Err(e) => {
+            let whence = match config.auth.session_key {
+                Some(_) => "auth.session_key".to_string(),
+                None => format!(
+                    "the generated {}",
+                    config.server.data_dir.join("session.key").display()
+                ),
+            };
+            return Err(anyhow::anyhow!(e)).context(format!("checking {whence} against the store"));
+        }
+    }
     let signer = runtime
         .block_on(crate::crypto::signing::IdentitySigner::load_or_create(
             &cached,

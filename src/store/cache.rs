@@ -312,6 +312,9 @@ impl Store for Cached {
     async fn put_secret(&self, name: &str, value: Vec<u8>) -> Result<(), StoreError> {
         self.inner.put_secret(name, value).await
     }
+    async fn secret_names(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.secret_names().await
+    }
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         self.inner.list_api_keys().await
     }

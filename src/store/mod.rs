@@ -143,6 +143,8 @@ pub trait Store: Send + Sync + 'static {
     /// caller where it must not be readable from a copy of the store).
     async fn get_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     async fn put_secret(&self, name: &str, value: Vec<u8>) -> Result<(), StoreError>;
+    /// The names of every secret kept (for `authgate rotate-key`).
+    async fn secret_names(&self) -> Result<Vec<String>, StoreError>;
 
     /// Stores a new API key; `false` (nothing written) when its name is taken.
     async fn put_api_key(&self, key: ApiKeyRecord) -> Result<bool, StoreError>;

@@ -453,6 +453,18 @@ impl Store for RedbStore {
         })
         .await
     }
+    async fn secret_names(&self) -> Result<Vec<String>, StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_read()?;
+            let t = txn.open_table(SECRETS)?;
+            let mut names = Vec::new();
+            for entry in t.iter()? {
+                names.push(entry?.0.value().to_string());
+            }
+            Ok(names)
+        })
+        .await
+    }
     async fn put_api_key(&self, key: ApiKeyRecord) -> Result<bool, StoreError> {
         self.write(move |txn| {
             let mut t = txn.open_table(API_KEYS)?;

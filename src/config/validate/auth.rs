@@ -34,6 +34,18 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             .session_key
             .as_ref()
             .and_then(|k| self.parsed(k, "auth.session_key", crate::crypto::decode_key));
+        let previous_session_keys = self.parsed_list(
+            &a.previous_session_keys,
+            "auth.previous_session_keys",
+            crate::crypto::decode_key,
+        );
+        if !previous_session_keys.is_empty() && session_key.is_none() && a.session_key.is_none() {
+            self.src.push(
+                span.clone(),
+                "auth.previous_session_keys",
+                "needs auth.session_key: the key values are sealed with from now on",
+            );
+        }
         let registration = match a.registration.as_ref().map(|r| *r.get_ref()) {
             None | Some(RegistrationMode::Open) => Registration::Open,
             Some(RegistrationMode::Off) => Registration::Off,
@@ -66,6 +78,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
         );
         AuthConfig {
             session_key,
+            previous_session_keys,
             access_token_ttl: self.duration(
                 &a.access_token_ttl,
                 "auth.access_token_ttl",
