@@ -85,68 +85,14 @@ async fn whoami(gw: &Gateway, token: &str) -> Value {
 }
 
 async fn authorize(gw: &Gateway, user: &str, login: &str) -> (String, Vec<String>) {
-    let client = common::flow::public_client(gw).await;
-    let app = axum::Router::new().fallback(axum::routing::any(|| async { "signed in" }));
-    let redirect = format!("http://{}/callback", common::serve(app).await);
-    let resource = gw.url("/remote");
-    let mut q = form_urlencoded::Serializer::new(String::new());
-    q.extend_pairs([
-        ("response_type", "code"),
-        ("client_id", client.as_str()),
-        ("redirect_uri", redirect.as_str()),
-        ("code_challenge", common::flow::CHALLENGE),
-        ("code_challenge_method", "S256"),
-        ("state", "st"),
-        ("resource", resource.as_str()),
-    ]);
-    let start = format!("{}?{}", gw.url("/authorize"), q.finish());
-    let fill = json!({"username": user, "password": "pw", "login": login}).to_string();
-    let args = [start, redirect.clone(), fill];
-    let (ok, v, stderr) = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        common::run_node_json("browse.mjs", &args)
-    })
-    .await
-    .unwrap();
-    assert!(ok, "{v}\n{stderr}\n{}", gw.logs());
-    let code = common::flow::query_of(v["url"].as_str().unwrap())["code"].clone();
-    let (status, tokens) = common::flow::token(
-        gw,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("code_verifier", common::flow::VERIFIER),
-            ("client_id", &client),
-            ("redirect_uri", &redirect),
-            ("resource", &resource),
-        ],
-    )
-    .await;
-    assert_eq!(status, 200, "{tokens}");
-    let trail = v["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["url"].as_str().unwrap().to_string())
-        .collect();
+    let fill = json!({"username": user, "password": "pw", "login": login});
+    let (tokens, trail) = common::flow::authorize_in_chromium(gw, "/remote", fill).await;
     (tokens["access_token"].as_str().unwrap().to_string(), trail)
 }
 
 async fn fetches(gw: &Gateway) -> f64 {
-    let text = reqwest::get(gw.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| {
-            l.starts_with("authgate_upstream_credential_fetches_total")
-                && l.contains("upstream=\"remote\"")
-                && l.contains("result=\"ok\"")
-        })
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
+    let labels = [("upstream", "remote"), ("result", "ok")];
+    common::metric(gw, "authgate_upstream_credential_fetches_total", &labels).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

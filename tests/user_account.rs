@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::flow::{self, VERIFIER};
+use common::flow;
 use common::{ChildGuard, Gateway, TestConfig};
 use serde_json::Value;
 
@@ -33,63 +33,12 @@ fn start_service(listener: TcpListener, callback: &str) -> ChildGuard {
     common::spawn_listening(cmd, listener)
 }
 
-/// Where the MCP client's browser lands with its code.
-async fn client_callback() -> String {
-    let app = axum::Router::new().fallback(axum::routing::any(|| async { "signed in" }));
-    format!("http://{}/callback", common::serve(app).await)
-}
-
 /// One authorization in a fresh browser: signs in at authgate as `user` ("pw"), at the
 /// service as `svc_login` when asked, approves; the client's token answer and every URL the
 /// browser went to (redirects included), in order.
 async fn authorize(gw: &Gateway, user: &str, svc_login: &str) -> (Value, Vec<String>) {
-    let client = flow::public_client(gw).await;
-    let redirect = client_callback().await;
-    let resource = gw.url("/cal");
-    let mut q = form_urlencoded::Serializer::new(String::new());
-    q.extend_pairs([
-        ("response_type", "code"),
-        ("client_id", client.as_str()),
-        ("redirect_uri", redirect.as_str()),
-        ("code_challenge", flow::CHALLENGE),
-        ("code_challenge_method", "S256"),
-        ("state", "st-1"),
-        ("resource", resource.as_str()),
-    ]);
-    let start = format!("{}?{}", gw.url("/authorize"), q.finish());
     let fill = serde_json::json!({"username": user, "password": "pw", "login": svc_login});
-    let args = [start, redirect.clone(), fill.to_string()];
-    let (ok, v, stderr) = tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        common::run_node_json("browse.mjs", &args)
-    })
-    .await
-    .unwrap();
-    assert!(ok, "{v}\n{stderr}\n{}", gw.logs());
-    let trail = v["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["url"].as_str().unwrap().to_string())
-        .collect();
-    let back = flow::query_of(v["url"].as_str().unwrap());
-    assert_eq!(back["state"], "st-1", "{v}");
-    let (status, tokens) = flow::token(
-        gw,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &back["code"]),
-            ("code_verifier", VERIFIER),
-            ("client_id", &client),
-            ("redirect_uri", &redirect),
-            ("resource", &resource),
-        ],
-    )
-    .await;
-    assert_eq!(status, 200, "{tokens}");
-    let mut tokens = tokens;
-    tokens["client_id"] = client.into();
-    (tokens, trail)
+    flow::authorize_in_chromium(gw, "/cal", fill).await
 }
 
 /// A call with `token`: the status, the upstream's view of the request, the challenge.
@@ -135,20 +84,8 @@ async fn service_user(issuer: &str, token: &str) -> String {
 }
 
 async fn fetches(gw: &Gateway) -> f64 {
-    let text = reqwest::get(gw.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| {
-            l.starts_with("authgate_upstream_credential_fetches_total")
-                && l.contains("upstream=\"cal\"")
-                && l.contains("result=\"ok\"")
-        })
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
+    let labels = [("upstream", "cal"), ("result", "ok")];
+    common::metric(gw, "authgate_upstream_credential_fetches_total", &labels).await
 }
 
 fn via_service(trail: &[String], issuer: &str) -> bool {

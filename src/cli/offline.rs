@@ -7,6 +7,18 @@ use std::process::ExitCode;
 use crate::config;
 use crate::store::{self, RedbStore, SCHEMA_VERSION};
 
+/// A stopped gateway's store, with its instance lock (held while the file lives); `None`
+/// after saying why (`hint` added to a lock failure).
+fn open_stopped(c: &config::Config, hint: &str) -> Option<(std::fs::File, RedbStore)> {
+    let lock = store::lock::hold_stopped(&c.server.data_dir)
+        .map_err(|e| eprintln!("{e}{hint}"))
+        .ok()?;
+    let store = RedbStore::open(&c.server.data_dir)
+        .map_err(|e| eprintln!("{e}"))
+        .ok()?;
+    Some((lock, store))
+}
+
 fn load(config_path: &Path) -> Option<config::Config> {
     match config::load(config_path) {
         Ok(c) => Some(c),
@@ -107,19 +119,9 @@ pub fn keys(config_path: &Path, command: &super::admin::KeysCommand) -> ExitCode
     let Some(c) = load(config_path) else {
         return ExitCode::FAILURE;
     };
-    let _lock = match store::lock::hold_stopped(&c.server.data_dir) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("{e}, or use `authgate admin keys` through its admin API");
-            return ExitCode::FAILURE;
-        }
-    };
-    let store = match RedbStore::open(&c.server.data_dir) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+    let hint = ", or use `authgate admin keys` through its admin API";
+    let Some((_lock, store)) = open_stopped(&c, hint) else {
+        return ExitCode::FAILURE;
     };
     let tags = match store.token_tags_now() {
         Ok((key, _)) => crate::crypto::tokens::TokenTags::new(key),
@@ -213,19 +215,8 @@ pub fn rotate_key(config_path: &Path) -> ExitCode {
         eprintln!("{}: rotate-key needs auth.session_key (the new key), with the old one in auth.previous_session_keys", config_path.display());
         return ExitCode::FAILURE;
     };
-    let _lock = match store::lock::hold_stopped(&c.server.data_dir) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let store = match RedbStore::open(&c.server.data_dir) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+    let Some((_lock, store)) = open_stopped(&c, "") else {
+        return ExitCode::FAILURE;
     };
     let sealer = crate::crypto::Sealer::with_previous(&key, &c.auth.previous_session_keys);
     match super::block_on(crate::server::keys::reseal_store(&store, &sealer)) {

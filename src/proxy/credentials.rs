@@ -464,26 +464,23 @@ impl Credentials {
                 "This upstream no longer has a connected account in the config.",
             );
         };
-        let form = [
-            ("grant_type", "authorization_code".to_string()),
-            ("code", params.get("code").unwrap_or_default().to_string()),
-            ("redirect_uri", connect::redirect_uri(config)),
-            ("code_verifier", pending.verifier.clone()),
-        ];
-        let (token, body) = match self.token_request(grant, &form).await {
-            Ok(t) => t,
+        let now = crate::vocab::unix_now();
+        let exchanged = self
+            .exchange(
+                config,
+                grant,
+                params,
+                &pending.verifier,
+                &pending.upstream,
+                now,
+            )
+            .await;
+        let (token, connection) = match exchanged {
+            Ok(done) => done,
             Err(e) => {
-                tracing::warn!(upstream = %pending.upstream, error = %e, "connecting the upstream's account failed");
-                return pages::error_with(
-                    502,
-                    "Connection failed",
-                    "The service did not exchange the authorization code.",
-                    "See authgate's log, then run `authgate admin connect` again.",
-                );
+                let advice = "See authgate's log, then run `authgate admin connect` again.";
+                return pages::error_with(502, e.title(), e.message(), advice);
             }
-        };
-        let Some(connection) = kept(&body, crate::vocab::unix_now()) else {
-            return pages::error_with(502, "No refresh token", "The service issued an expiring token and no refresh token, so authgate could not keep the connection.", "Ask the service for offline access (often the scope offline_access), then connect again.");
         };
         if let Err(e) =
             connect::save(auth, &pending.upstream, Owner::Service, Some(&connection)).await
@@ -511,6 +508,34 @@ impl Credentials {
             ),
             "You can close this window.",
         )
+    }
+
+    /// The code the service sent back, exchanged (PKCE `verifier`): the first access token,
+    /// and the connection to keep.
+    async fn exchange(
+        &self,
+        config: &Config,
+        grant: &ClientCredentials,
+        params: &Params,
+        verifier: &str,
+        upstream: &str,
+        now: u64,
+    ) -> Result<(Token, Connection), ExchangeError> {
+        let form = [
+            ("grant_type", "authorization_code".to_string()),
+            ("code", params.get("code").unwrap_or_default().to_string()),
+            ("redirect_uri", connect::redirect_uri(config)),
+            ("code_verifier", verifier.to_string()),
+        ];
+        let (token, body) = self.token_request(grant, &form).await.map_err(|e| {
+            tracing::warn!(upstream, error = %e, "exchanging a connection's code failed");
+            ExchangeError::Failed
+        })?;
+        let connection = kept(&body, now).ok_or_else(|| {
+            tracing::warn!(upstream, "the service issued an expiring token and no refresh token; ask it for offline access (often the scope offline_access)");
+            ExchangeError::NoRefreshToken
+        })?;
+        Ok((token, connection))
     }
 
     /// A person back from connecting their own account during an authorization: the code
@@ -566,30 +591,19 @@ impl Credentials {
                 "This server no longer asks for an account of your own.",
             ));
         };
-        let form = [
-            ("grant_type", "authorization_code".to_string()),
-            ("code", params.get("code").unwrap_or_default().to_string()),
-            ("redirect_uri", connect::redirect_uri(config)),
-            ("code_verifier", person.verifier.clone()),
-        ];
-        let (token, body) = match self.token_request(grant, &form).await {
-            Ok(answer) => answer,
-            Err(e) => {
-                tracing::warn!(upstream = %person.upstream, error = %e, "connecting a person's account failed");
-                return page(ErrorView::new(
-                    502,
-                    "Connection failed",
-                    "The service did not exchange the authorization code.",
-                ));
-            }
-        };
-        let Some(connection) = kept(&body, now) else {
-            tracing::warn!(upstream = %person.upstream, "the service issued an expiring token and no refresh token; ask it for offline access (often the scope offline_access)");
-            return page(ErrorView::new(
-                502,
-                "No refresh token",
-                "The service issued an expiring token and no refresh token, so authgate could not keep the connection.",
-            ));
+        let exchanged = self
+            .exchange(
+                config,
+                grant,
+                params,
+                &person.verifier,
+                &person.upstream,
+                now,
+            )
+            .await;
+        let (token, connection) = match exchanged {
+            Ok(done) => done,
+            Err(e) => return page(ErrorView::new(502, e.title(), e.message())),
         };
         let owner = Owner::Person(&person.user);
         if let Err(e) = connect::save(auth, &person.upstream, owner, Some(&connection)).await {
@@ -761,6 +775,27 @@ impl Credentials {
             self.entry(upstream, grant, None).current.store(None);
         }
         Ok(())
+    }
+}
+
+/// Why a connection's code exchange left nothing to keep (the details are logged).
+enum ExchangeError {
+    Failed,
+    NoRefreshToken,
+}
+
+impl ExchangeError {
+    fn title(&self) -> &'static str {
+        match self {
+            ExchangeError::Failed => "Connection failed",
+            ExchangeError::NoRefreshToken => "No refresh token",
+        }
+    }
+    fn message(&self) -> &'static str {
+        match self {
+            ExchangeError::Failed => "The service did not exchange the authorization code.",
+            ExchangeError::NoRefreshToken => "The service issued an expiring token and no refresh token, so authgate could not keep the connection.",
+        }
     }
 }
 

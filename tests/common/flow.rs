@@ -199,3 +199,60 @@ pub async fn tokens_for(gw: &Gateway, resource: &str) -> (String, Value) {
     assert_eq!(s, 200, "{v}");
     (client, v)
 }
+
+/// One authorization for the route at `resource_path`, by a new public client, in a fresh
+/// headless Chromium (tests/e2e/browse.mjs) that fills in `fill` wherever asked (see
+/// chromium.mjs) and approves. The token answer (with the `client_id` added) and every URL
+/// the browser went to, redirects included, in order.
+pub async fn authorize_in_chromium(
+    gw: &Gateway,
+    resource_path: &str,
+    fill: Value,
+) -> (Value, Vec<String>) {
+    let client = public_client(gw).await;
+    let app = axum::Router::new().fallback(axum::routing::any(|| async { "signed in" }));
+    let redirect = format!("http://{}/callback", super::serve(app).await);
+    let resource = gw.url(resource_path);
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.extend_pairs([
+        ("response_type", "code"),
+        ("client_id", client.as_str()),
+        ("redirect_uri", redirect.as_str()),
+        ("code_challenge", CHALLENGE),
+        ("code_challenge_method", "S256"),
+        ("state", "st-1"),
+        ("resource", resource.as_str()),
+    ]);
+    let start = format!("{}?{}", gw.url("/authorize"), q.finish());
+    let args = [start, redirect.clone(), fill.to_string()];
+    let (ok, v, stderr) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        super::run_node_json("browse.mjs", &args)
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{v}\n{stderr}\n{}", gw.logs());
+    let trail = v["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["url"].as_str().unwrap().to_string())
+        .collect();
+    let back = query_of(v["url"].as_str().unwrap());
+    assert_eq!(back["state"], "st-1", "{v}");
+    let (status, mut tokens) = token(
+        gw,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &back["code"]),
+            ("code_verifier", VERIFIER),
+            ("client_id", &client),
+            ("redirect_uri", &redirect),
+            ("resource", &resource),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    tokens["client_id"] = client.into();
+    (tokens, trail)
+}
