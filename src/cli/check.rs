@@ -34,6 +34,13 @@ pub fn summary(path: &Path, c: &config::Config) -> String {
     let _ = writeln!(w, "  public URL  {}", c.server.public_url.as_str());
     let listen: Vec<String> = c.server.listen.iter().map(|a| a.to_string()).collect();
     let _ = writeln!(w, "  listen      {}", listen.join(", "));
+    if let Some(tls) = &c.server.tls {
+        let _ = writeln!(
+            w,
+            "  tls         {} (HTTP/2 and HTTP/1.1)",
+            tls.cert.display()
+        );
+    }
     let _ = writeln!(w, "  data dir    {}", c.server.data_dir.display());
     let _ = writeln!(w, "  routes      {}", c.upstreams.len());
     for u in &c.upstreams {

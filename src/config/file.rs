@@ -249,6 +249,9 @@ pub struct ServerSection {
     pub data_dir: Option<Text>,
     #[schemars(with = "Option<usize>")]
     pub threads: Option<Spanned<usize>>,
+    /// TLS on every `listen` address, with HTTP/2 to clients that offer it.
+    #[schemars(with = "Option<TlsSection>")]
+    pub tls: Option<Spanned<TlsSection>>,
     /// Allow a plain-http public URL on a non-loopback host (a TLS proxy in front does not
     /// count: set public_url to the https URL it serves).
     #[serde(default)]
@@ -422,6 +425,18 @@ pub struct ToolScopesSection {
     pub tools: Vec<Text>,
     #[serde(default)]
     pub scopes: Vec<Text>,
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// The certificate chain, PEM, the leaf first (relative to the config file's folder).
+    #[schemars(with = "Option<String>")]
+    pub cert: Option<Text>,
+    /// Its private key, PEM.
+    #[schemars(with = "Option<String>")]
+    pub key: Option<Text>,
 }
 
 /// `[upstream.credential] kind`.

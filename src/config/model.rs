@@ -283,6 +283,16 @@ pub struct ServerConfig {
     pub token_cache_entries: usize,
     /// Idle upstream connections kept for reuse, in all.
     pub upstream_keepalive_pool: usize,
+    /// TLS on the listeners (`[server.tls]`); `None`: plain HTTP (TLS may end in front).
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`, read: a reload reads the files again.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub certified: std::sync::Arc<pingora::tls::sign::CertifiedKey>,
 }
 
 /// Request header limits, checked before any other work (nginx-like defaults: 8 KiB per

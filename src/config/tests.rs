@@ -141,7 +141,7 @@ fn every_error_is_reported_at_once_in_file_order_without_consequences() {
         errs,
         [
             r#"gw.toml:3:11: server.threads: invalid type: string "two", expected usize"#,
-            "gw.toml:4:1: server.colour: unknown field `colour`, expected one of `listen`, `public_url`, `data_dir`, `threads`, `allow_insecure_http`, `allowed_origins`, `max_header_line`, `max_header_size`, `max_headers`, `shutdown_grace`, `watch_config`, `trusted_proxies`, `token_cache_entries`, `upstream_keepalive_pool`",
+            "gw.toml:4:1: server.colour: unknown field `colour`, expected one of `listen`, `public_url`, `data_dir`, `threads`, `tls`, `allow_insecure_http`, `allowed_origins`, `max_header_line`, `max_header_size`, `max_headers`, `shutdown_grace`, `watch_config`, `trusted_proxies`, `token_cache_entries`, `upstream_keepalive_pool`",
             "gw.toml:8:8: upstream[0].path: invalid type: integer `5`, expected a string",
             "gw.toml:12:3: upstream[0].scopes: invalid type: integer `7`, expected a string",
             "gw.toml:14:1: upstream[0].bogus: unknown field `bogus`, expected one of `name`, `path`, `host`, `url`, `dns_refresh`, `connect_timeout`, `idle_timeout`, `preserve_host`, `auth`, `scopes`, `identity_headers`, `strip_common_identity_headers`, `max_body_size`, `keepalive_timeout`, `credential`, `signed_identity`",

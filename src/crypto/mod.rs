@@ -3,6 +3,7 @@
 //! sha256, is [`crate::vocab::SecretHash`].)
 
 pub mod signing;
+pub mod tls;
 pub mod tokens;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};

@@ -108,6 +108,12 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
     drop(runtime);
 
     let listen = config.server.listen.clone();
+    // One certificate for every TLS listener; a reload swaps it for new handshakes.
+    let certificate = config
+        .server
+        .tls
+        .as_ref()
+        .map(|t| Arc::new(crate::crypto::tls::Certificate::new(t.certified.clone())));
     let threads = config.server.threads;
     let pool = config.server.upstream_keepalive_pool;
     let grace = config.server.shutdown_grace;
@@ -149,7 +155,7 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
     let store = authority.store.clone();
     let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
     let live = snapshot.clone();
-    let reloader = Arc::new(Reloader::new(source, snapshot.clone()));
+    let reloader = Arc::new(Reloader::new(source, snapshot.clone(), certificate.clone()));
     if watch {
         reloader.clone().watch();
     }
@@ -165,7 +171,16 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
     let mut service =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "authgate");
     for addr in &listen {
-        service.add_tcp(&addr.to_string());
+        match &certificate {
+            Some(certificate) => {
+                let mut tls = pingora::listeners::tls::TlsSettings::intermediate("", "")
+                    .map_err(|e| anyhow::anyhow!("TLS settings: {e}"))?;
+                tls.set_cert_resolver(certificate.clone());
+                tls.enable_h2();
+                service.add_tls_with_settings(&addr.to_string(), None, tls);
+            }
+            None => service.add_tcp(&addr.to_string()),
+        }
     }
     server.add_service(service);
     if let Some(addr) = admin_listen {
@@ -192,7 +207,8 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
         },
     ));
     for addr in &listen {
-        tracing::info!(%addr, public_url = %public_url.as_str(), "authgate listening");
+        let tls = certificate.is_some();
+        tracing::info!(%addr, tls, public_url = %public_url.as_str(), "authgate listening");
     }
     let closing = store.clone();
     signals::drain_when_shutdown_starts(

@@ -19,6 +19,8 @@ use crate::proxy::Snapshot;
 pub struct Reloader {
     path: PathBuf,
     snapshot: Arc<ArcSwap<Snapshot>>,
+    /// The TLS listeners' certificate: a reload reads the files again and swaps it.
+    certificate: Option<Arc<crate::crypto::tls::Certificate>>,
     /// One reload at a time.
     running: Mutex<()>,
 }
@@ -36,10 +38,15 @@ pub struct Report {
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, snapshot: Arc<ArcSwap<Snapshot>>) -> Self {
+    pub fn new(
+        path: PathBuf,
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        certificate: Option<Arc<crate::crypto::tls::Certificate>>,
+    ) -> Self {
         Self {
             path,
             snapshot,
+            certificate,
             running: Mutex::new(()),
         }
     }
@@ -70,6 +77,9 @@ impl Reloader {
         report.changes = changes(&old.config, &new);
         for w in &report.warnings {
             tracing::warn!(cause, "reload: {w}");
+        }
+        if let (Some(certificate), Some(tls)) = (&self.certificate, &new.server.tls) {
+            certificate.swap(tls.certified.clone());
         }
         self.snapshot.store(Arc::new(Snapshot::new(new)));
         report.ok = true;
@@ -134,6 +144,13 @@ fn keep_fixed(old: &Config, new: &mut Config) -> Vec<String> {
         new.auth.session_key != old.auth.session_key,
     );
     keep(
+        "auth.previous_session_keys",
+        new.auth.previous_session_keys != old.auth.previous_session_keys,
+    );
+    // The certificate itself is read again (new handshakes get it); TLS on or off is not.
+    let tls_toggled = new.server.tls.is_some() != old.server.tls.is_some();
+    keep("server.tls (on or off)", tls_toggled);
+    keep(
         "admin",
         new.admin.as_ref().map(|a| a.listen) != old.admin.as_ref().map(|a| a.listen),
     );
@@ -145,6 +162,10 @@ fn keep_fixed(old: &Config, new: &mut Config) -> Vec<String> {
     new.server.token_cache_entries = old.server.token_cache_entries;
     new.server.upstream_keepalive_pool = old.server.upstream_keepalive_pool;
     new.auth.session_key = old.auth.session_key;
+    new.auth.previous_session_keys = old.auth.previous_session_keys.clone();
+    if tls_toggled {
+        new.server.tls = old.server.tls.clone();
+    }
     match (&mut new.admin, &old.admin) {
         (Some(n), Some(o)) => n.listen = o.listen,
         (n, o) => *n = o.clone(),

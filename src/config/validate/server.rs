@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::Validator;
 use crate::config::file::ServerSection;
-use crate::config::model::{HeaderLimits, PublicUrl, ServerConfig};
+use crate::config::model::{HeaderLimits, PublicUrl, ServerConfig, TlsConfig};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -88,7 +88,26 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
             DEFAULT_UPSTREAM_KEEPALIVE_POOL,
             1,
         );
+        let tls = s.tls.as_ref().and_then(|t| {
+            let (at, t) = (t.span(), t.get_ref());
+            let why = "for TLS on the listeners";
+            let cert = self.required(&t.cert, "server.tls.cert", at.clone(), why);
+            let key = self.required(&t.key, "server.tls.key", at.clone(), why);
+            let (cert, key) = (config_dir.join(cert?), config_dir.join(key?));
+            match crate::crypto::tls::load(&cert, &key) {
+                Ok(certified) => Some(TlsConfig {
+                    cert,
+                    key,
+                    certified,
+                }),
+                Err(e) => {
+                    self.src.push(at, "server.tls", e);
+                    None
+                }
+            }
+        });
         Some(ServerConfig {
+            tls,
             token_cache_entries,
             upstream_keepalive_pool,
             watch_config: s.watch_config,
