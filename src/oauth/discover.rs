@@ -5,8 +5,9 @@
 //! server's metadata (RFC 8414, else OpenID discovery), refuses one without PKCE S256, and
 //! registers itself there: a client ID metadata document (its own URL, when the server
 //! supports them and authgate is on https), else dynamic client registration (RFC 7591).
-//! The registration is kept sealed in the store, so a restart does not register again; each
-//! person then connects as with `user_account`, for the upstream's resource (RFC 8707).
+//! The registration is kept sealed in the store, so a restart does not register again (a
+//! changed upstream URL or configured scopes discover again); each person then connects as
+//! with `user_account`, for the upstream's resource (RFC 8707).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -54,6 +55,9 @@ struct Registered {
     client_secret: Option<String>,
     resource: String,
     scopes: Vec<String>,
+    /// The configured `scopes` it was discovered with: a change discovers again.
+    #[serde(default)]
+    configured_scopes: Vec<String>,
 }
 
 impl Registered {
@@ -123,7 +127,7 @@ impl Discovery {
             return Ok(a);
         }
         let registered = match self.stored(auth, name).await? {
-            Some(r) if r.upstream_url == url => r,
+            Some(r) if r.upstream_url == url && r.configured_scopes == extra_scopes => r,
             _ => {
                 let r = self.discover(config, &url, extra_scopes).await?;
                 let sealed = auth.sealer.seal_json(SEALED_REGISTRATION, &r);
@@ -230,6 +234,7 @@ impl Discovery {
             client_secret,
             resource,
             scopes,
+            configured_scopes: extra_scopes.to_vec(),
         })
     }
 
