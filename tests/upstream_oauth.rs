@@ -101,7 +101,8 @@ async fn a_protected_mcp_server_needs_nothing_but_its_url() {
     let issuer = format!("http://{}", as_listener.local_addr().unwrap());
     let mcp_listener = common::listener();
     let resource = format!("http://{}/mcp", mcp_listener.local_addr().unwrap());
-    let _as = start_authorization_server(as_listener, &resource);
+    let as_addr = as_listener.local_addr().unwrap();
+    let mut auth_server = start_authorization_server(as_listener, &resource);
     let _mcp = start_protected_server(mcp_listener, &issuer, &resource);
     common::wait_http_ok(
         &format!("{issuer}/.well-known/openid-configuration"),
@@ -216,4 +217,31 @@ async fn a_protected_mcp_server_needs_nothing_but_its_url() {
     assert_eq!(after["sub"], "alice-remote");
     assert_eq!(after["client_id"], me["client_id"]);
     assert_eq!(registrations(&gw), 1, "{}", gw.logs());
+
+    // The upstream's server forgets everything (restarted on its in-memory store): the next
+    // refresh is refused as an unknown client, so authgate drops its registration and sends
+    // Alice's client a 401; her next authorization registers again and connects again.
+    drop(auth_server);
+    auth_server = start_authorization_server(TcpListener::bind(as_addr).unwrap(), &resource);
+    common::wait_http_ok(
+        &format!("{issuer}/.well-known/openid-configuration"),
+        "oidc-provider again",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(ACCESS_TTL * 1000 / 2 + 500)).await;
+    let (status, refused) = rpc(
+        &gw,
+        &alice,
+        "tools/call",
+        json!({"name": "whoami", "arguments": {}}),
+    )
+    .await;
+    assert_eq!(status, 401, "{refused}");
+    let (alice, trail) = authorize(&gw, "alice", "alice-remote").await;
+    assert!(trail.iter().any(|u| u.starts_with(&issuer)), "{trail:?}");
+    assert_eq!(registrations(&gw), 2, "{}", gw.logs());
+    let back = whoami(&gw, &alice).await;
+    assert_eq!(back["sub"], "alice-remote");
+    assert_ne!(back["client_id"], me["client_id"], "a new registration");
+    drop(auth_server);
 }

@@ -147,6 +147,32 @@ impl Discovery {
         Ok(account)
     }
 
+    /// Forgets `upstream`'s registration as `client_id` (memory and store): the next
+    /// connection discovers and registers again. A registration made since (by a request
+    /// that raced this one) is kept.
+    pub async fn forget(
+        &self,
+        auth: &Authority,
+        upstream: &Upstream,
+        client_id: &str,
+    ) -> Result<(), DiscoveryError> {
+        let name = upstream.name.as_str();
+        let _flight = self.flight.lock().await;
+        let cached = self.found.lock().expect("discovery").get(name).cloned();
+        let current = match cached {
+            Some(a) => Some(a.grant.client_id.clone()),
+            None => self.stored(auth, name).await?.map(|r| r.client_id),
+        };
+        if current.as_deref() != Some(client_id) {
+            return Ok(());
+        }
+        self.found.lock().expect("discovery").remove(name);
+        auth.store
+            .put_secret(&secret_name(name), Vec::new())
+            .await
+            .map_err(|e| DiscoveryError::Stored(e.to_string()))
+    }
+
     async fn stored(
         &self,
         auth: &Authority,

@@ -68,6 +68,8 @@ pub enum CredentialError {
     PersonRevoked(String),
     #[error("the token endpoint refused the refresh token: {0}")]
     InvalidGrant(String),
+    #[error("the token endpoint does not know authgate's client: {0}")]
+    InvalidClient(String),
     #[error(transparent)]
     Stored(#[from] connect::Unreadable),
     #[error(transparent)]
@@ -147,7 +149,20 @@ impl Credentials {
             }
             UpstreamCredential::UpstreamOAuth { scopes } => {
                 let account = auth.discovery.account(auth, config, route, scopes).await?;
-                self.person(auth, upstream, &account.grant, who).await
+                let result = self.person(auth, upstream, &account.grant, who).await;
+                if let Err(CredentialError::InvalidClient(why)) = &result {
+                    // The upstream's server forgot authgate's registration (and with it
+                    // every grant): register again on the next connection, which the
+                    // person is sent through.
+                    tracing::warn!(upstream, error = %why, "the upstream's authorization server no longer knows authgate's client; it will register again");
+                    let client = &account.grant.client_id;
+                    auth.discovery.forget(auth, route, client).await?;
+                    if let Some(user) = who.map(|r| r.identity.user_id()) {
+                        connect::save(auth, upstream, Owner::Person(&user), None).await?;
+                    }
+                    return Err(CredentialError::PersonRevoked(why.clone()));
+                }
+                result
             }
         }
     }
@@ -220,7 +235,8 @@ impl Credentials {
                     .credential_fetches
                     .with_label_values(&[upstream, "failed"])
                     .inc();
-                if e.needs_reconnect() {
+                // Refused for good: the token it replaces is not used either.
+                if e.needs_reconnect() || matches!(e, CredentialError::InvalidClient(_)) {
                     entry.current.store(None);
                     return Err(e);
                 }
@@ -288,9 +304,14 @@ impl Credentials {
             .map_err(|e| CredentialError::Refused(format!("{status}: not JSON: {e}")))?;
         if !status.is_success() {
             let error = body["error"].as_str().unwrap_or("no error code");
-            if error == "invalid_grant" {
-                let why = body["error_description"].as_str().unwrap_or(error);
-                return Err(CredentialError::InvalidGrant(why.to_string()));
+            let why = body["error_description"]
+                .as_str()
+                .unwrap_or(error)
+                .to_string();
+            match error {
+                "invalid_grant" => return Err(CredentialError::InvalidGrant(why)),
+                "invalid_client" => return Err(CredentialError::InvalidClient(why)),
+                _ => {}
             }
             return Err(CredentialError::Refused(format!("{status}: {error}")));
         }

@@ -60,7 +60,9 @@ const issuerUrl = new URL(issuer);
 // A fresh signing key per run instead of oidc-provider's built-in dev keystore (which it
 // warns about); relying parties fetch it from jwks_uri anyway.
 const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
-const signingJwk = { ...privateKey.export({ format: "jwk" }), kid: "e2e-rs256", alg: "RS256", use: "sig" };
+// A kid of its own per run: a relying party that cached the last run's keys fetches anew.
+const kid = `e2e-rs256-${randomBytes(4).toString("hex")}`;
+const signingJwk = { ...privateKey.export({ format: "jwk" }), kid, alg: "RS256", use: "sig" };
 
 function account(login) {
   return {

@@ -23,7 +23,8 @@ const resource = new URL(args.resource);
 const scope = args.scope ?? "mcp:tools";
 const prmPath = `/.well-known/oauth-protected-resource${resource.pathname}`;
 const prmUrl = `${resource.origin}${prmPath}`;
-const jwks = createRemoteJWKSet(new URL(`${args.issuer}/jwks`));
+// Fetched again at once for a key id it has not seen (its server may have restarted).
+const jwks = createRemoteJWKSet(new URL(`${args.issuer}/jwks`), { cooldownDuration: 0 });
 
 function mcpFor(claims, token) {
   return toNodeHandler(
