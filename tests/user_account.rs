@@ -282,6 +282,9 @@ async fn each_person_connects_their_own_account_once_and_gets_only_their_own() {
         page.contains("cal is disconnected") && page.contains("Not connected"),
         "{page}"
     );
+    // Only an upstream's own name is echoed from that link.
+    let spoofed = flow::page(&b, &gw, "/connect/accounts?done=Your+bank").await;
+    assert!(!spoofed.contains("Your bank"), "{spoofed}");
     let (status, _, challenge) = call(&gw, back_token).await;
     assert_eq!(status, 401);
     assert!(challenge.contains("invalid_token"), "{challenge}");

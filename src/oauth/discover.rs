@@ -200,6 +200,15 @@ impl Discovery {
             .as_str()
             .ok_or_else(|| DiscoveryError::NotProtected("no authorization_servers".into()))?
             .to_string();
+        // What the upstream names is fetched from here: https, or a loopback host, only.
+        if !usable_endpoint(&issuer) {
+            return Err(DiscoveryError::Metadata(
+                upstream_url.into(),
+                format!(
+                    "its authorization server {issuer} is neither https nor on a loopback host"
+                ),
+            ));
+        }
         let resource = prm["resource"].as_str().unwrap_or(upstream_url).to_string();
         if origin(&resource) != origin(upstream_url) {
             return Err(DiscoveryError::Metadata(
@@ -285,7 +294,8 @@ impl Discovery {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
-        let named = challenge_param(&challenge, "resource_metadata");
+        let named = challenge_param(&challenge, "resource_metadata")
+            .filter(|u| usable_endpoint(u) || origin(u) == origin(upstream_url));
         let mut candidates: Vec<String> = named.into_iter().collect();
         if let Ok(u) = url::Url::parse(upstream_url) {
             let root = format!(

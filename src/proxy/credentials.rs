@@ -715,8 +715,13 @@ impl Credentials {
                 .emit();
             let back = format!("{}?done={upstream}", crate::vocab::paths::CONNECTIONS);
             return Reply::redirect(303, &back);
-        } else if let Some(name) = req.query_params().get("done") {
-            done = Some(format!("{name} is disconnected. The next time an application uses it, you will be asked to connect again."));
+        } else if let Some(u) = req
+            .query_params()
+            .get("done")
+            .and_then(|name| config.upstream(name))
+        {
+            // Only an upstream's own name is shown back: the query is anyone's to write.
+            done = Some(format!("{} is disconnected. The next time an application uses it, you will be asked to connect again.", u.name));
         }
         let mut rows = Vec::new();
         for u in &config.upstreams {
