@@ -156,6 +156,27 @@ async fn each_person_connects_their_own_account_once_and_gets_only_their_own() {
     assert_ne!(bob_svc, alice_svc);
     assert_eq!(service_user(&issuer, &bob_svc).await, "bob-svc");
 
+    // Operators see who connected, and can disconnect one person.
+    let admin = |args: &[&str]| common::admin_cli(&gw, ADMIN_TOKEN, args);
+    let (ok, out, err) = admin(&["admin", "connections"]);
+    assert!(ok, "{err}");
+    for (person, account) in [("local:alice", "alice-svc"), ("local:bob", "bob-svc")] {
+        let row = out.lines().find(|l| l.contains(person)).unwrap_or_default();
+        assert!(
+            row.contains("cal") && row.contains(&format!("connected as {account}@example.test")),
+            "{out}"
+        );
+    }
+    let (ok, _, err) = admin(&["admin", "disconnect", "cal", "--person", "local:bob"]);
+    assert!(ok, "{err}");
+    let (status, _, challenge) = call(&gw, &bob_token).await;
+    assert_eq!(status, 401, "{challenge}");
+    let (_, out, _) = admin(&["admin", "connections"]);
+    assert!(
+        !out.contains("local:bob") && out.contains("local:alice"),
+        "{out}"
+    );
+
     // Connected once: Alice's next authorization (another client, a new browser) signs in at
     // authgate and goes straight to consent.
     let (again, trail) = authorize(&gw, "alice", "never-asked").await;

@@ -62,8 +62,13 @@ pub enum AdminCommand {
     Connect { upstream: String },
     /// Upstreams with a connected account, and who each is connected as.
     Connections,
-    /// Forget an upstream's connected account.
-    Disconnect { upstream: String },
+    /// Forget an upstream's connected account (with --person, that person's own account).
+    Disconnect {
+        upstream: String,
+        /// A person's user id (`provider:subject`, as `admin connections` lists them).
+        #[arg(long)]
+        person: Option<String>,
+    },
     /// Make a new key for the signed identity assertions; the old one stays in the JWKS
     /// until every assertion it signed has expired.
     RotateSigningKey,
@@ -325,9 +330,12 @@ pub fn run(c: &Connection, command: AdminCommand) -> ExitCode {
             None,
         ),
         AdminCommand::Connections => (Method::GET, "/admin/connections".into(), None),
-        AdminCommand::Disconnect { upstream } => (
+        AdminCommand::Disconnect { upstream, person } => (
             Method::DELETE,
-            format!("/admin/connections/{}", enc(upstream)),
+            match person {
+                Some(p) => format!("/admin/connections/{}?person={}", enc(upstream), enc(p)),
+                None => format!("/admin/connections/{}", enc(upstream)),
+            },
             None,
         ),
         AdminCommand::Keys(KeysCommand::List) => (Method::GET, "/admin/keys".into(), None),
@@ -451,7 +459,8 @@ fn render(command: &AdminCommand, v: &Value) -> String {
                     Some(who) => format!("connected as {who} since {}", time(&c["connected_at"])),
                     None => "not connected".to_string(),
                 };
-                let _ = writeln!(out, "  {:<20} {status}", s(&c["upstream"]));
+                let whose = c["person"].as_str().unwrap_or("(service account)");
+                let _ = writeln!(out, "  {:<20} {:<28} {status}", s(&c["upstream"]), whose);
             }
         }
         AdminCommand::RotateSigningKey => {

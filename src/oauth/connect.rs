@@ -48,6 +48,20 @@ pub enum Owner<'a> {
 /// Secret names of connections start with these.
 pub const SECRET_PREFIXES: [&str; 2] = ["connected_account:", "user_account:"];
 
+/// The people who connected their own account for `upstream`, by user id.
+pub async fn people(auth: &Authority, upstream: &str) -> Result<Vec<String>, Unreadable> {
+    let prefix = format!("user_account:{upstream}\u{1f}");
+    let names = auth
+        .store
+        .secret_names()
+        .await
+        .map_err(|e| Unreadable(e.to_string()))?;
+    Ok(names
+        .into_iter()
+        .filter_map(|n| n.strip_prefix(&prefix).map(str::to_string))
+        .collect())
+}
+
 fn secret_name(upstream: &str, owner: Owner<'_>) -> String {
     match owner {
         Owner::Service => format!("connected_account:{upstream}"),

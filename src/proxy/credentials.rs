@@ -43,6 +43,9 @@ const CONNECT_WAIT: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectionView {
     pub upstream: String,
+    /// Whose account, for an upstream where each person connects their own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
     pub connected_as: Option<String>,
     pub connected_at: Option<u64>,
 }
@@ -766,7 +769,8 @@ impl Credentials {
         }
     }
 
-    /// Every upstream with a connected account, and who it is connected as.
+    /// Every connected account: an upstream's service account (connected or not), and each
+    /// person's own account on upstreams where people connect theirs.
     pub async fn connections(
         &self,
         auth: &Authority,
@@ -774,31 +778,59 @@ impl Credentials {
     ) -> Result<Vec<ConnectionView>, CredentialError> {
         let mut out = Vec::new();
         for u in &config.upstreams {
-            if let Some(UpstreamCredential::ConnectedAccount { .. }) = &u.credential {
-                let conn = connect::load(auth, u.name.as_str(), Owner::Service).await?;
-                out.push(ConnectionView {
-                    upstream: u.name.to_string(),
-                    connected_as: conn.as_ref().map(|c| c.connected_as.clone()),
-                    connected_at: conn.map(|c| c.connected_at),
-                });
+            let name = u.name.as_str();
+            let view = |person: Option<String>, conn: Option<Connection>| ConnectionView {
+                upstream: name.to_string(),
+                person,
+                connected_as: conn.as_ref().map(|c| c.connected_as.clone()),
+                connected_at: conn.map(|c| c.connected_at),
+            };
+            match &u.credential {
+                Some(UpstreamCredential::ConnectedAccount { .. }) => {
+                    let conn = connect::load(auth, name, Owner::Service).await?;
+                    out.push(view(None, conn));
+                }
+                Some(c) if c.per_person() => {
+                    for person in connect::people(auth, name).await? {
+                        let conn = connect::load(auth, name, Owner::Person(&person)).await?;
+                        if conn.is_some() {
+                            out.push(view(Some(person), conn));
+                        }
+                    }
+                }
+                _ => {}
             }
         }
         Ok(out)
     }
 
-    /// Forgets `upstream`'s connected account; requests get 502 until it is connected again.
+    /// Forgets `upstream`'s service account (requests get 502 until it is connected again),
+    /// or, with `person`, that person's own account (their next request gets the 401 that
+    /// sends them through the connection again).
     pub async fn disconnect(
         &self,
         auth: &Authority,
         config: &Config,
         upstream: &str,
+        person: Option<&str>,
     ) -> Result<(), CredentialError> {
-        connect::save(auth, upstream, Owner::Service, None).await?;
-        if let Some(UpstreamCredential::ConnectedAccount { grant, .. }) = config
-            .upstream(upstream)
-            .and_then(|u| u.credential.as_ref())
-        {
-            self.entry(upstream, grant, None).current.store(None);
+        let owner = person.map_or(Owner::Service, Owner::Person);
+        connect::save(auth, upstream, owner, None).await?;
+        if let Some(u) = config.upstream(upstream) {
+            let grant = match (&u.credential, person) {
+                (Some(UpstreamCredential::ConnectedAccount { grant, .. }), None) => {
+                    Some(grant.clone())
+                }
+                (Some(_), Some(_)) => connect::account(auth, config, u)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|a| a.grant.clone()),
+                _ => None,
+            };
+            if let Some(grant) = grant {
+                self.entry(upstream, &grant, person).current.store(None);
+            }
         }
         Ok(())
     }

@@ -429,12 +429,16 @@ impl AdminApi {
             }
             (&Method::DELETE, ["connections", upstream]) => {
                 let config = &self.snapshot.load().config;
+                let person = q.get("person").map(String::as_str);
                 match self
                     .credentials
-                    .disconnect(&self.authority, config, upstream)
+                    .disconnect(&self.authority, config, upstream, person)
                     .await
                 {
-                    Ok(()) => done(format!("disconnected the account of {upstream}")),
+                    Ok(()) => done(match person {
+                        Some(p) => format!("disconnected {p}'s account at {upstream}"),
+                        None => format!("disconnected the account of {upstream}"),
+                    }),
                     Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
                 }
             }
