@@ -2,7 +2,8 @@
 //! (tests/fixtures/tls, made by its make.sh) gets HTTP/1.1 or HTTP/2 by ALPN, the OAuth
 //! metadata with the https issuer, and an SSE stream over HTTP/2 as it is written, not
 //! buffered; a reload (SIGHUP) serves a replaced certificate without a restart; a key that
-//! is not the certificate's is refused by `check` with the file's place.
+//! is not the certificate's is refused by `check` with the file's place; the TypeScript SDK
+//! client works over https to server-everything.
 
 mod common;
 
@@ -52,21 +53,20 @@ fn client(base: &str) -> Value {
     serde_json::from_str(stdout.trim()).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_serves_http2_streams_sse_and_reloads_its_certificate() {
-    let up = sse_upstream().await;
-    let dir = tempfile::tempdir().unwrap();
-    for (from, to) in [("server.pem", "cert.pem"), ("server.key", "key.pem")] {
-        std::fs::copy(fixture(from), dir.path().join(to)).unwrap();
-    }
-    let (addr, guard) = common::reserve_addr();
-    let base = format!("https://{addr}");
+/// Starts authgate on `addr` with TLS (the certificate files `cert.pem`/`key.pem` in `dir`)
+/// and `upstreams` (TOML); returns it once it accepts, and its log file.
+fn start_tls_gateway(
+    dir: &std::path::Path,
+    addr: std::net::SocketAddr,
+    public_url: &str,
+    upstreams: &str,
+) -> (ChildGuard, std::path::PathBuf) {
     let config = format!(
-        "[server]\nlisten = [\"{addr}\"]\npublic_url = \"{base}\"\n\n[server.tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\n[[upstream]]\nname = \"events\"\npath = \"/events\"\nurl = \"{up}/\"\nauth = \"none\"\n"
+        "[server]\nlisten = [\"{addr}\"]\npublic_url = \"{public_url}\"\n\n[server.tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\n{upstreams}"
     );
-    let path = dir.path().join("authgate.toml");
+    let path = dir.join("authgate.toml");
     std::fs::write(&path, &config).unwrap();
-    let log = dir.path().join("authgate.log");
+    let log = dir.join("authgate.log");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_authgate"));
     cmd.args(["--log-format", "json", "run", "--config"])
         .arg(&path)
@@ -74,7 +74,6 @@ async fn tls_serves_http2_streams_sse_and_reloads_its_certificate() {
         .stderr(std::fs::File::create(&log).unwrap());
     let gw = ChildGuard(cmd.spawn().unwrap());
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
-    // The address stays reserved (no other test takes it) until authgate listens on it.
     let deadline = std::time::Instant::now() + common::DEADLINE;
     while !logs()
         .lines()
@@ -96,7 +95,29 @@ async fn tls_serves_http2_streams_sse_and_reloads_its_certificate() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    (gw, log)
+}
+
+/// The test certificate into `dir` as cert.pem/key.pem (`which`: "server" or "server2").
+fn install_certificate(dir: &std::path::Path, which: &str) {
+    std::fs::copy(fixture(&format!("{which}.pem")), dir.join("cert.pem")).unwrap();
+    std::fs::copy(fixture(&format!("{which}.key")), dir.join("key.pem")).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_http2_streams_sse_and_reloads_its_certificate() {
+    let up = sse_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    install_certificate(dir.path(), "server");
+    let (addr, guard) = common::reserve_addr();
+    let base = format!("https://{addr}");
+    let upstream = format!(
+        "[[upstream]]\nname = \"events\"\npath = \"/events\"\nurl = \"{up}/\"\nauth = \"none\"\n"
+    );
+    let (gw, log) = start_tls_gateway(dir.path(), addr, &base, &upstream);
     drop(guard);
+    let path = dir.path().join("authgate.toml");
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
 
     let first = client(&base);
     assert_eq!(first["h1"]["status"], 200, "{first}");
@@ -116,9 +137,7 @@ async fn tls_serves_http2_streams_sse_and_reloads_its_certificate() {
     assert!(ended_at >= first_at + 400, "buffered? {sse}");
 
     // Another certificate in the same files, then SIGHUP: new handshakes get it.
-    for (from, to) in [("server2.pem", "cert.pem"), ("server2.key", "key.pem")] {
-        std::fs::copy(fixture(from), dir.path().join(to)).unwrap();
-    }
+    install_certificate(dir.path(), "server2");
     let hup = Command::new("kill")
         .args(["-HUP", &gw.0.id().to_string()])
         .status()
@@ -159,4 +178,57 @@ async fn tls_serves_http2_streams_sse_and_reloads_its_certificate() {
     let third = client(&base);
     assert_eq!(third["h1"]["fingerprint"], second["h1"]["fingerprint"]);
     drop(gw);
+}
+
+/// The official TypeScript SDK client over https (trusting the test CA through
+/// `NODE_EXTRA_CA_CERTS`, as a user would) to the unmodified server-everything behind a TLS
+/// listener: a session, tools, and a streamed call with progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_client_works_over_https() {
+    let (_everything, mcp_url) = common::start_everything().await;
+    let dir = tempfile::tempdir().unwrap();
+    install_certificate(dir.path(), "server");
+    // The certificate names localhost (127.0.0.1): a port there, free a moment ago.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let base = format!("https://localhost:{port}");
+    let upstream = format!(
+        "[[upstream]]\nname = \"everything\"\npath = \"/everything\"\nurl = \"{mcp_url}\"\nauth = \"none\"\n"
+    );
+    let (_gw, log) = start_tls_gateway(dir.path(), addr, &base, &upstream);
+    let mut cmd = Command::new("node");
+    cmd.arg(common::e2e_dir().join("mcp-client.mjs"))
+        .arg(format!("{base}/everything"))
+        .env("NODE_EXTRA_CA_CERTS", fixture("ca.pem"));
+    let out = common::output_within(cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{logs}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(
+        v["sessionId"].as_str().is_some_and(|s| !s.is_empty()),
+        "{v}"
+    );
+    assert!(
+        v["tools"].as_array().unwrap().iter().any(|t| t == "echo"),
+        "{v}"
+    );
+    assert_eq!(v["echo"], "Echo: hello through authgate", "{v}");
+    // The streamed call: all four progress notifications, the first long before the result.
+    let long = &v["long"];
+    let progress = long["progress"].as_array().unwrap();
+    assert_eq!(progress.len(), 4, "{v}");
+    let first = progress[0]["at"].as_f64().unwrap();
+    assert!(
+        long["doneAt"].as_f64().unwrap() - first > 750.0,
+        "buffered? {v}"
+    );
 }
