@@ -232,3 +232,59 @@ async fn the_sdk_client_works_over_https() {
         "buffered? {v}"
     );
 }
+
+/// `http2 = true` on an upstream: HTTP/2 with prior knowledge (h2c) to a plain-http
+/// upstream, which sees HTTP/2 requests; its SSE stream still arrives event by event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_can_be_spoken_to_in_http2() {
+    use axum::body::Body;
+    use futures_util::StreamExt;
+    let app = axum::Router::new().fallback(axum::routing::any(
+        |req: axum::extract::Request| async move {
+            let version = format!("{:?}", req.version());
+            let ticks = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval(
+                Duration::from_millis(300),
+            ))
+            .take(3)
+            .enumerate()
+            .map(move |(i, _)| Ok::<_, std::io::Error>(format!("data: {version} {i}\n\n")));
+            (
+                [("content-type", "text/event-stream")],
+                Body::from_stream(ticks),
+            )
+        },
+    ));
+    let up = format!("http://{}", common::serve(app).await);
+    let config = common::TestConfig::new()
+        .public("h1", "/h1", &format!("{up}/"))
+        .upstream(
+            "h2",
+            "/h2",
+            &format!("{up}/"),
+            "auth = \"none\"\nhttp2 = true",
+        )
+        .build();
+    let gw = common::Gateway::start(&config).await;
+    for (path, version) in [("/h1", "HTTP/1.1"), ("/h2", "HTTP/2.0")] {
+        let started = std::time::Instant::now();
+        let r = reqwest::get(gw.url(path)).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let mut body = r.bytes_stream();
+        let first = body.next().await.unwrap().unwrap();
+        let first_at = started.elapsed();
+        let mut text = String::from_utf8_lossy(&first).into_owned();
+        while let Some(chunk) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+        let ended_at = started.elapsed();
+        assert_eq!(
+            text.matches(&format!("data: {version} ")).count(),
+            3,
+            "{path}: {text}"
+        );
+        assert!(
+            ended_at >= first_at + Duration::from_millis(400),
+            "{path} buffered: first {first_at:?}, end {ended_at:?}"
+        );
+    }
+}

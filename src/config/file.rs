@@ -315,6 +315,9 @@ pub struct UpstreamSection {
     /// How long an idle connection to the upstream is kept for reuse.
     #[schemars(with = "Option<String>")]
     pub keepalive_timeout: Option<Text>,
+    /// Speak HTTP/2 to the upstream: h2c (prior knowledge) on http, ALPN on https.
+    #[serde(default)]
+    pub http2: bool,
     /// A credential of the upstream's own, sent on every request (set by ops).
     #[schemars(with = "Option<CredentialSection>")]
     pub credential: Option<Spanned<CredentialSection>>,

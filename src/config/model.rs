@@ -439,6 +439,8 @@ pub struct Upstream {
     pub max_body_size: usize,
     /// How long an idle connection to the upstream is kept for reuse.
     pub keepalive_timeout: Duration,
+    /// HTTP/2 to the upstream (h2c on http, offered by ALPN on https).
+    pub http2: bool,
     /// A signed assertion of who is calling, besides the plain identity headers.
     pub signed_identity: Option<SignedIdentity>,
     /// The upstream's own credential, sent on every request.

@@ -127,6 +127,12 @@ impl Route {
         peer.options.read_timeout = Some(u.idle_timeout);
         peer.options.write_timeout = Some(u.idle_timeout);
         peer.options.idle_timeout = Some(u.keepalive_timeout);
+        if u.http2 {
+            // h2c needs prior knowledge (nothing to negotiate on plain TCP); over TLS, ALPN
+            // offers h2 and falls back to HTTP/1.1.
+            let min = if u.url.tls { 1 } else { 2 };
+            peer.options.set_http_version(2, min);
+        }
         self.resolved.store(Some(Arc::new(Resolved {
             peer,
             at: Instant::now(),

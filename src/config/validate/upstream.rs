@@ -143,6 +143,7 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                     &key("keepalive_timeout"),
                     DEFAULT_KEEPALIVE_TIMEOUT,
                 ),
+                http2: u.http2,
                 signed_identity,
                 credential,
             });
