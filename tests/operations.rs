@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,7 +17,7 @@ use reqwest::redirect::Policy;
 use serde_json::{json, Value};
 
 use common::flow::{self, tokens_for};
-use common::{Gateway, TestConfig};
+use common::{metric, scrape, Gateway, TestConfig};
 
 const ADMIN_TOKEN: &str = "admin-token-for-the-tests-0123456789";
 
@@ -50,47 +49,6 @@ fn ops_config(up: &str, extra: &str) -> String {
 /// `authgate <args>` against `gw`'s admin API.
 fn cli(gw: &Gateway, args: &[&str]) -> (bool, String, String) {
     common::admin_cli(gw, ADMIN_TOKEN, args)
-}
-
-/// The Prometheus text of `/metrics`, as `name{sorted labels}` → value.
-async fn scrape(gw: &Gateway) -> HashMap<String, f64> {
-    let text = reqwest::get(gw.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mut out = HashMap::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let (series, value) = line.rsplit_once(' ').unwrap();
-        let (name, labels) = match series.split_once('{') {
-            Some((n, l)) => (n, l.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        let mut labels: Vec<&str> = labels.split(',').filter(|l| !l.is_empty()).collect();
-        labels.sort();
-        out.insert(
-            format!("{name}{{{}}}", labels.join(",")),
-            value.parse().unwrap(),
-        );
-    }
-    out
-}
-
-/// The sum of the series of `name` whose labels include all of `labels`.
-fn metric(m: &HashMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
-    m.iter()
-        .filter(|(k, _)| k.starts_with(&format!("{name}{{")))
-        .filter(|(k, _)| {
-            labels
-                .iter()
-                .all(|(l, v)| k.contains(&format!("{l}=\"{v}\"")))
-        })
-        .map(|(_, v)| v)
-        .sum()
 }
 
 fn signal(pid: u32, sig: &str) {

@@ -92,7 +92,12 @@ async fn authorize(gw: &Gateway, user: &str, login: &str) -> (String, Vec<String
 
 async fn fetches(gw: &Gateway) -> f64 {
     let labels = [("upstream", "remote"), ("result", "ok")];
-    common::metric(gw, "authgate_upstream_credential_fetches_total", &labels).await
+    let scraped = common::scrape(gw).await;
+    common::metric(
+        &scraped,
+        "authgate_upstream_credential_fetches_total",
+        &labels,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

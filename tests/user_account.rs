@@ -85,7 +85,12 @@ async fn service_user(issuer: &str, token: &str) -> String {
 
 async fn fetches(gw: &Gateway) -> f64 {
     let labels = [("upstream", "cal"), ("result", "ok")];
-    common::metric(gw, "authgate_upstream_credential_fetches_total", &labels).await
+    let scraped = common::scrape(gw).await;
+    common::metric(
+        &scraped,
+        "authgate_upstream_credential_fetches_total",
+        &labels,
+    )
 }
 
 fn via_service(trail: &[String], issuer: &str) -> bool {

@@ -180,19 +180,13 @@ pub struct Account {
     pub grant: ClientCredentials,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum AccountError {
-    #[error(transparent)]
-    Discovery(#[from] super::discover::DiscoveryError),
-}
-
 /// The per-person account settings of `upstream`: configured (`user_account`) or
 /// discovered from the upstream (`upstream_oauth`); `None` for other upstreams.
 pub async fn account(
     auth: &Authority,
     config: &Config,
     upstream: &crate::config::Upstream,
-) -> Result<Option<std::sync::Arc<Account>>, AccountError> {
+) -> Result<Option<std::sync::Arc<Account>>, super::discover::DiscoveryError> {
     use crate::config::UpstreamCredential;
     match upstream.credential.as_ref() {
         Some(UpstreamCredential::UserAccount {

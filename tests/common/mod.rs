@@ -12,6 +12,7 @@
 pub mod config;
 pub mod flow;
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
@@ -521,22 +522,43 @@ pub fn status_of(response: &str) -> u16 {
         .unwrap_or(0)
 }
 
-/// The value of the series `name` that has every label of `labels` on `gw`'s metrics
-/// listener (0 when there is none yet).
-pub async fn metric(gw: &Gateway, name: &str, labels: &[(&str, &str)]) -> f64 {
+/// The Prometheus text of `/metrics`, as `name{sorted labels}` → value.
+pub async fn scrape(gw: &Gateway) -> HashMap<String, f64> {
     let text = reqwest::get(gw.admin_url("/metrics"))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .find(|l| {
+    let mut out = HashMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (n, l.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let mut labels: Vec<&str> = labels.split(',').filter(|l| !l.is_empty()).collect();
+        labels.sort();
+        out.insert(
+            format!("{name}{{{}}}", labels.join(",")),
+            value.parse().unwrap(),
+        );
+    }
+    out
+}
+
+/// The sum of the series of `name` whose labels include all of `labels`.
+pub fn metric(m: &HashMap<String, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
+    m.iter()
+        .filter(|(k, _)| k.starts_with(&format!("{name}{{")))
+        .filter(|(k, _)| {
             labels
                 .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+                .all(|(l, v)| k.contains(&format!("{l}=\"{v}\"")))
         })
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
+        .map(|(_, v)| v)
+        .sum()
 }
