@@ -433,7 +433,7 @@ pub struct UpstreamMetrics {
 const METHOD_CLASSES: [&str; 6] = ["GET", "POST", "DELETE", "OPTIONS", "HEAD", "other"];
 const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 /// The bearer check's refusal reasons (`proxy::bearer::Denied::reason`).
-pub const DENIAL_REASONS: [&str; 9] = [
+pub const DENIAL_REASONS: [&str; 10] = [
     "missing",
     "malformed",
     "invalid",
@@ -442,6 +442,7 @@ pub const DENIAL_REASONS: [&str; 9] = [
     "provider_removed",
     "scope",
     "not_connected",
+    "store_unavailable",
     "other",
 ];
 

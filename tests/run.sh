@@ -11,6 +11,12 @@ for tool in cmake node npm cargo chromium; do
     exit 1
   fi
 done
+# PostgreSQL's server binaries (Debian's postgresql package): the shared-store tests run a
+# real server (tests/pg.sh, tests/common/postgres.rs).
+if ! command -v initdb >/dev/null && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+  echo "tests: PostgreSQL's 'initdb' is missing (on Debian: apt-get install -y postgresql)" >&2
+  exit 1
+fi
 
 # The pinned npm packages the end-to-end tests run (MCP server, SDK client, OIDC provider).
 if [ ! -f tests/e2e/node_modules/.package-lock.json ] \
@@ -21,11 +27,20 @@ fi
 cargo fmt --check
 # --all-targets compiles the benchmarks too: they keep compiling without a release build.
 cargo clippy --all-targets --locked -- -D warnings
+# One PostgreSQL server for the whole run, on a unix socket in /tmp: each test that needs
+# one gets a fresh database in it (AUTHGATE_TEST_POSTGRES). Stopped on exit, or by its
+# watcher should this script be killed.
+# (Assigned first: `eval "$(...)"` alone would not stop `set -e` when it fails.)
+pg_env=$(bash tests/pg.sh start $$)
+eval "$pg_env"
+trap 'bash tests/pg.sh stop "$AUTHGATE_TEST_POSTGRES_DIR"' EXIT
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --no-fail-fast
 else
   cargo test --locked --no-fail-fast
 fi
+bash tests/pg.sh stop "$AUTHGATE_TEST_POSTGRES_DIR"
+trap - EXIT
 
 # Every fuzz target for FUZZ_SECONDS (default 30) each; fuzz/run.sh runs them longer.
 bash fuzz/run.sh "${FUZZ_SECONDS:-30}"

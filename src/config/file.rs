@@ -64,6 +64,35 @@ pub struct FileConfig {
     #[serde(default)]
     #[schemars(with = "Option<PolicySection>")]
     pub policy: Option<Spanned<PolicySection>>,
+    #[serde(default)]
+    #[schemars(with = "Option<StoreSection>")]
+    pub store: Option<Spanned<StoreSection>>,
+}
+
+/// `[store] kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKindName {
+    Redb,
+    Postgres,
+}
+
+/// `[store]`: where grants and tokens are kept (the embedded redb file by default; a
+/// PostgreSQL database shared by several replicas).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    #[schemars(with = "Option<StoreKindName>")]
+    pub kind: Option<Spanned<StoreKindName>>,
+    /// The connection string (URL or `key=value` pairs); usually `${DATABASE_URL}`.
+    #[schemars(with = "Option<String>")]
+    pub url: Option<Text>,
+    #[schemars(with = "Option<String>")]
+    pub schema: Option<Text>,
+    #[schemars(with = "Option<u32>")]
+    pub pool_size: Option<Spanned<u32>>,
+    #[schemars(with = "Option<String>")]
+    pub ca_file: Option<Text>,
 }
 
 /// `[admin]`: the listener for metrics and the admin API.

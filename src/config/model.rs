@@ -27,6 +27,17 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Who may reach which upstream and call what there (`[policy] files`).
     pub policy: std::sync::Arc<crate::policy::PolicySet>,
+    pub store: StoreConfig,
+}
+
+/// Where grants and tokens are kept.
+#[derive(Debug, Clone, Default)]
+pub enum StoreConfig {
+    /// `authgate.redb` in `server.data_dir`: one gateway process (and its binary upgrades).
+    #[default]
+    Redb,
+    /// A PostgreSQL database shared by every replica.
+    Postgres(crate::store::PgSettings),
 }
 
 /// Metrics and the admin API, on a listener of their own (loopback by default).

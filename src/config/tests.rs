@@ -146,7 +146,7 @@ fn every_error_is_reported_at_once_in_file_order_without_consequences() {
             "gw.toml:12:3: upstream[0].scopes: invalid type: integer `7`, expected a string",
             "gw.toml:14:1: upstream[0].bogus: unknown field `bogus`, expected one of `name`, `path`, `host`, `url`, `dns_refresh`, `connect_timeout`, `idle_timeout`, `preserve_host`, `auth`, `scopes`, `identity_headers`, `strip_common_identity_headers`, `max_body_size`, `keepalive_timeout`, `http2`, `credential`, `signed_identity`",
             "gw.toml:21:17: provider[0].client_secret: environment variable `AUTHGATE_TEST_UNSET_SECRET` is not set",
-            "gw.toml:23:2: unknown_table: unknown field `unknown_table`, expected one of `server`, `upstream`, `auth`, `scope`, `provider`, `client`, `cimd`, `admin`, `audit`, `policy`",
+            "gw.toml:23:2: unknown_table: unknown field `unknown_table`, expected one of `server`, `upstream`, `auth`, `scope`, `provider`, `client`, `cimd`, `admin`, `audit`, `policy`, `store`",
         ],
     );
 }
@@ -303,4 +303,52 @@ fn per_person_credentials_need_people_signed_in() {
         ));
         assert!(ok.upstreams[0].credential.as_ref().unwrap().per_person());
     }
+}
+
+#[test]
+fn a_shared_store_is_checked_without_repeating_its_url() {
+    let key = "session_key = \"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=\"";
+    let ok = parse_ok(&format!(
+        "{MINIMAL}\n[auth]\n{key}\n\n[store]\nkind = \"postgres\"\nurl = \"postgres://authgate:hunter2@db.internal/authgate?sslmode=require\"\npool_size = 4\n"
+    ));
+    match &ok.store {
+        StoreConfig::Postgres(pg) => {
+            assert_eq!((pg.schema.as_str(), pg.pool_size), ("authgate", 4));
+            assert!(
+                !format!("{pg:?}").contains("hunter2"),
+                "Debug redacts the url"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(parse_ok(MINIMAL).store, StoreConfig::Redb));
+
+    let errors = parse_err(&format!(
+        "{MINIMAL}\n[store]\nkind = \"postgres\"\nurl = \"postgres://authgate:hunter2@db:notaport/x\"\nschema = \"Auth-Gate\"\n"
+    ));
+    let all = errors.join("\n");
+    assert!(
+        !all.contains("hunter2"),
+        "the password is never echoed:\n{all}"
+    );
+    assert!(
+        all.contains("store.url: is not a PostgreSQL connection string"),
+        "{all}"
+    );
+    assert!(
+        all.contains("store.schema: must be a plain lower-case SQL identifier"),
+        "{all}"
+    );
+    assert!(
+        all.contains("store.kind: a shared store needs auth.session_key"),
+        "{all}"
+    );
+    assert!(errors.iter().all(|e| e.starts_with("gw.toml:")), "{all}");
+
+    let errors = parse_err(&format!("{MINIMAL}\n[store]\nurl = \"postgres://db/x\"\n"));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("store.url: only applies to kind = \"postgres\""),
+        "{errors:?}"
+    );
 }

@@ -134,9 +134,11 @@ impl IdentitySigner {
                     current: Key::generate(sealer, now).map_err(SigningError::Key)?,
                     previous: None,
                 };
-                store
-                    .put_secret(SECRET_NAME, serde_json::to_vec(&keys).expect("serializes"))
-                    .await?;
+                let raw = serde_json::to_vec(&keys).expect("serializes");
+                if !store.insert_secret(SECRET_NAME, raw).await? {
+                    // Another replica stored its first key meanwhile: use that one.
+                    return Box::pin(Self::load_or_create(store, sealer, now)).await;
+                }
                 keys
             }
         };
@@ -144,6 +146,18 @@ impl IdentitySigner {
             keys: ArcSwap::from_pointee(open_all(&stored, sealer)?),
             cache: quick_cache::sync::Cache::new(100_000),
         })
+    }
+
+    /// Reads the stored keys again (another replica rotated them).
+    pub async fn reload(&self, store: &dyn Store, sealer: &Sealer) -> Result<(), SigningError> {
+        let Some(raw) = store.get_secret(SECRET_NAME).await? else {
+            return Ok(());
+        };
+        let stored = serde_json::from_slice::<StoredKeys>(&raw)
+            .map_err(|e| SigningError::Key(format!("stored signing keys: {e}")))?;
+        self.keys.store(Arc::new(open_all(&stored, sealer)?));
+        self.cache.clear();
+        Ok(())
     }
 
     /// A signer with a key of its own that is not stored (tests, benchmarks).

@@ -13,7 +13,7 @@ use crate::oauth::api_keys::{Lookup, API_KEY_PREFIX};
 use crate::oauth::metadata::protected_resource_url;
 use crate::oauth::token::ACCESS_PREFIX;
 use crate::oauth::Authority;
-use crate::store::{AccessRecord, Store};
+use crate::store::{AccessRecord, Store, StoreError};
 use crate::vocab::{ErrorCode, ScopeSet, SecretHash};
 use crate::web::authorization::{credentials, Credentials};
 use crate::web::Reply;
@@ -37,6 +37,9 @@ pub enum Denied {
     /// Valid, but the upstream needs the person's own account at its service, and it is not
     /// connected (or the service no longer honours it): authorize again to connect it.
     NotConnected,
+    /// Not cached here and the store cannot be reached (a database outage): not the
+    /// token's fault, so 503 and `Retry-After`, never a 401 that makes clients start over.
+    StoreUnavailable,
 }
 
 impl Denied {
@@ -51,6 +54,7 @@ impl Denied {
             Denied::ProviderRemoved => "provider_removed",
             Denied::InsufficientScope(_) => "scope",
             Denied::NotConnected => "not_connected",
+            Denied::StoreUnavailable => "store_unavailable",
         }
     }
 }
@@ -126,6 +130,10 @@ async fn check(
     let (record, first_use) = match store.lookup(SecretHash::of(token), now, may_exist).await {
         Ok(Some(r)) => r,
         Ok(None) => return Err(Denied::Invalid),
+        Err(StoreError::Unavailable(why)) => {
+            tracing::warn!(error = %why, "token lookup: the store is unavailable");
+            return Err(Denied::StoreUnavailable);
+        }
         Err(e) => {
             tracing::error!(error = %e, "token lookup failed");
             return Err(Denied::Invalid);
@@ -197,6 +205,14 @@ fn check_key(
 /// challenge names no error when no token was sent (RFC 6750 §3.1); the JSON body always
 /// carries an RFC 6750 code, as MCP SDK servers answer.
 pub fn challenge(config: &Config, upstream: &Upstream, denied: &Denied) -> Reply {
+    if *denied == Denied::StoreUnavailable {
+        return Reply::error(
+            ErrorCode::TemporarilyUnavailable,
+            "the gateway cannot check this token right now; try again shortly",
+        )
+        .with_header(http::header::RETRY_AFTER, "5")
+        .with_cors();
+    }
     let prm = protected_resource_url(config, upstream);
     let (code, description) = match denied {
         Denied::Missing => (ErrorCode::InvalidToken, "authentication required"),
@@ -217,6 +233,8 @@ pub fn challenge(config: &Config, upstream: &Upstream, denied: &Denied) -> Reply
             ErrorCode::InvalidToken,
             "this server needs your account at its service connected again: authorize again",
         ),
+        // Answered above; listed so that a new variant must be placed.
+        Denied::StoreUnavailable => (ErrorCode::TemporarilyUnavailable, "try again shortly"),
     };
     // Clients step up with what they hold and what is needed (MCP 2025-11-25).
     let scopes = match denied {

@@ -5,6 +5,7 @@
 mod admin;
 pub mod keys;
 pub mod reload;
+mod replicas;
 mod signals;
 
 use std::sync::atomic::Ordering;
@@ -16,11 +17,12 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 
 use crate::config::Config;
+use crate::config::StoreConfig;
 use crate::crypto::Sealer;
 use crate::login::Logins;
 use crate::oauth::Authority;
 use crate::proxy::{Gateway, Requests, Snapshot};
-use crate::store::{Cached, RedbStore, Store, Sweeper};
+use crate::store::{Cached, PostgresStore, RedbStore, Store, Sweeper};
 use reload::Reloader;
 use signals::Signals;
 
@@ -40,24 +42,15 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
     if let Some(repo) = inside_git_work_tree(&config.server.data_dir) {
         tracing::warn!(data_dir = %config.server.data_dir.display(), repository = %repo.display(), "the data directory (tokens, grants, the session key) is inside a git work tree: set server.data_dir outside it, or make sure it is ignored");
     }
-    let store = match upgrade {
-        false => RedbStore::open(&config.server.data_dir),
-        true => RedbStore::open_shared(&config.server.data_dir),
-    }
-    .context("opening the store")?;
-    tracing::info!(path = %store.path().display(), "store open");
-    let (tag_key, tagged_since) = store
-        .token_tags_now()
-        .context("reading the token tag key")?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (store, shared, tag_key, tagged_since) = open_store(&config, upgrade, &runtime)?;
     let key = match config.auth.session_key {
         Some(k) => k,
         None => load_or_create_key(&config.server.data_dir)?,
     };
     let cached = Cached::with_capacity(store, config.server.token_cache_entries);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     runtime
         .block_on(cached.load_blocked())
         .context("reading the blocked users")?;
@@ -106,6 +99,9 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
         tracing::info!(keys, "API keys loaded");
     }
     drop(runtime);
+    if let Some(pg) = &shared {
+        pg.forget_connections();
+    }
 
     let listen = config.server.listen.clone();
     // One certificate for every TLS listener; a reload swaps it for new handshakes.
@@ -183,6 +179,7 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
         }
     }
     server.add_service(service);
+    let replication_authority = authority.clone();
     if let Some(addr) = admin_listen {
         let api = admin::AdminApi {
             authority,
@@ -206,6 +203,15 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
             }),
         },
     ));
+    if let Some(pg) = shared {
+        server.add_service(pingora::services::background::background_service(
+            "replication",
+            replicas::Replication {
+                store: pg,
+                authority: replication_authority,
+            },
+        ));
+    }
     for addr in &listen {
         let tls = certificate.is_some();
         tracing::info!(%addr, tls, public_url = %public_url.as_str(), "authgate listening");
@@ -229,6 +235,42 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
     }
     store.close();
     Ok(())
+}
+
+type Opened = (Arc<dyn Store>, Option<Arc<PostgresStore>>, [u8; 16], u64);
+
+/// The configured store, its token tag key and since when tokens are tagged; for a shared
+/// store, also the store itself (its replicas' changes are listened for).
+fn open_store(
+    config: &Config,
+    upgrade: bool,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<Opened> {
+    match &config.store {
+        StoreConfig::Redb => {
+            let store = match upgrade {
+                false => RedbStore::open(&config.server.data_dir),
+                true => RedbStore::open_shared(&config.server.data_dir),
+            }
+            .context("opening the store")?;
+            tracing::info!(path = %store.path().display(), "store open");
+            let (tag_key, tagged_since) = store
+                .token_tags_now()
+                .context("reading the token tag key")?;
+            Ok((Arc::new(store), None, tag_key, tagged_since))
+        }
+        StoreConfig::Postgres(settings) => {
+            let store = runtime
+                .block_on(PostgresStore::open(settings))
+                .context("opening the PostgreSQL store (store.url)")?;
+            let (tag_key, tagged_since) = runtime
+                .block_on(store.token_tags())
+                .context("reading the token tag key")?;
+            tracing::info!(schema = %settings.schema, "store open (PostgreSQL, shared by replicas)");
+            let store = Arc::new(store);
+            Ok((store.clone(), Some(store), tag_key, tagged_since))
+        }
+    }
 }
 
 /// One authgate per data directory: the store is opened shared (for binary upgrades), so this

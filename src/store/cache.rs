@@ -158,6 +158,21 @@ impl Cached {
         Ok(Some((rec, true)))
     }
 
+    /// Applies a change another replica made (or this one: harmless). A change to the API
+    /// keys or a shared secret is the caller's to apply.
+    pub async fn invalidate(&self, change: &Invalidation) -> Result<(), StoreError> {
+        match change {
+            Invalidation::Access(hashes) => self.evict(hashes),
+            Invalidation::Blocked => self.load_blocked().await?,
+            Invalidation::All => {
+                self.access.clear();
+                self.load_blocked().await?;
+            }
+            Invalidation::ApiKeys | Invalidation::Secret(_) => {}
+        }
+        Ok(())
+    }
+
     fn evict(&self, hashes: &[SecretHash]) {
         if hashes.is_empty() {
             return;
@@ -311,6 +326,9 @@ impl Store for Cached {
     }
     async fn put_secret(&self, name: &str, value: Vec<u8>) -> Result<(), StoreError> {
         self.inner.put_secret(name, value).await
+    }
+    async fn insert_secret(&self, name: &str, value: Vec<u8>) -> Result<bool, StoreError> {
+        self.inner.insert_secret(name, value).await
     }
     async fn secret_names(&self) -> Result<Vec<String>, StoreError> {
         self.inner.secret_names().await

@@ -4,6 +4,8 @@
 
 mod cache;
 pub mod lock;
+mod postgres;
+mod postgres_schema;
 mod records;
 mod redb;
 mod redb_admin;
@@ -16,6 +18,8 @@ mod sweep;
 use async_trait::async_trait;
 
 pub use self::cache::Cached;
+pub use self::postgres::{Invalidation, PgSettings, PostgresStore};
+pub use self::postgres_schema::{PG_MIGRATIONS, PG_SCHEMA_VERSION};
 pub use self::records::*;
 pub use self::redb::RedbStore;
 pub use self::redb_admin::{restore, schema_version};
@@ -143,6 +147,9 @@ pub trait Store: Send + Sync + 'static {
     /// caller where it must not be readable from a copy of the store).
     async fn get_secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     async fn put_secret(&self, name: &str, value: Vec<u8>) -> Result<(), StoreError>;
+    /// Stores a secret only if none has this name; `false` (nothing written) otherwise. What
+    /// makes replicas starting together agree on one generated key.
+    async fn insert_secret(&self, name: &str, value: Vec<u8>) -> Result<bool, StoreError>;
     /// The names of every secret kept (for `authgate rotate-key`).
     async fn secret_names(&self) -> Result<Vec<String>, StoreError>;
 
@@ -166,3 +173,6 @@ pub struct Swept {
     pub grants: usize,
     pub clients: usize,
 }
+
+#[cfg(test)]
+mod contract_tests;

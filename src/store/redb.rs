@@ -453,6 +453,18 @@ impl Store for RedbStore {
         })
         .await
     }
+    async fn insert_secret(&self, name: &str, value: Vec<u8>) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.write(move |txn| {
+            let mut t = txn.open_table(SECRETS)?;
+            if t.get(name.as_str())?.is_some() {
+                return Ok(false);
+            }
+            t.insert(name.as_str(), value.as_slice())?;
+            Ok(true)
+        })
+        .await
+    }
     async fn secret_names(&self) -> Result<Vec<String>, StoreError> {
         self.blocking(|db| {
             let txn = db.begin_read()?;

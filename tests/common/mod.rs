@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod flow;
+pub mod postgres;
 
 use std::collections::HashMap;
 use std::io::Read;

@@ -46,6 +46,7 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
         let cimd = self.cimd(file.cimd.as_ref());
         let admin = self.admin(file.admin.as_ref(), server.as_ref().map(|s| &s.listen[..]));
         let audit = self.audit(file.audit.as_ref(), config_dir);
+        let store = self.store(file.store.as_ref(), config_dir, file.auth.as_ref());
         let policy = self.policy(
             file.policy.as_ref(),
             config_dir,
@@ -85,6 +86,7 @@ impl<'a, E: Fn(&str) -> Option<String>> Validator<'a, E> {
             admin,
             audit,
             policy: std::sync::Arc::new(policy),
+            store,
         };
         // A signed assertion's audience defaults to the upstream's resource URL.
         for i in 0..config.upstreams.len() {
