@@ -42,6 +42,17 @@ pub fn summary(path: &Path, c: &config::Config) -> String {
         );
     }
     let _ = writeln!(w, "  data dir    {}", c.server.data_dir.display());
+    let _ = match &c.store {
+        crate::config::StoreConfig::Redb => {
+            writeln!(w, "  store       redb (authgate.redb in the data dir)")
+        }
+        // Never the connection string: it may hold a password.
+        crate::config::StoreConfig::Postgres(pg) => writeln!(
+            w,
+            "  store       postgres, schema {}, {} connections per replica (shared by replicas)",
+            pg.schema, pg.pool_size
+        ),
+    };
     let _ = writeln!(w, "  routes      {}", c.upstreams.len());
     for u in &c.upstreams {
         let host = u

@@ -10,6 +10,10 @@ use crate::store::{self, RedbStore, SCHEMA_VERSION};
 /// A stopped gateway's store, with its instance lock (held while the file lives); `None`
 /// after saying why (`hint` added to a lock failure).
 fn open_stopped(c: &config::Config, hint: &str) -> Option<(std::fs::File, RedbStore)> {
+    if let config::StoreConfig::Postgres(_) = c.store {
+        eprintln!("{}: this command works on the embedded store (store.kind = \"redb\"); with a PostgreSQL store use the admin API of a running replica (`authgate admin ...`)", c.source.display());
+        return None;
+    }
     let lock = store::lock::hold_stopped(&c.server.data_dir)
         .map_err(|e| eprintln!("{e}{hint}"))
         .ok()?;
@@ -33,6 +37,9 @@ pub fn migrate(config_path: &Path, dry_run: bool) -> ExitCode {
     let Some(c) = load(config_path) else {
         return ExitCode::FAILURE;
     };
+    if let config::StoreConfig::Postgres(pg) = &c.store {
+        return migrate_postgres(pg, dry_run);
+    }
     let path = c.server.data_dir.join("authgate.redb");
     if !path.exists() {
         println!(
@@ -83,10 +90,58 @@ pub fn migrate(config_path: &Path, dry_run: bool) -> ExitCode {
     }
 }
 
+/// `migrate` on a PostgreSQL store: the SQL files not applied yet, applied unless `dry_run`
+/// (a replica starting does the same).
+fn migrate_postgres(pg: &store::PgSettings, dry_run: bool) -> ExitCode {
+    let run = async {
+        if dry_run {
+            let applied = store::PostgresStore::applied_versions(pg).await?;
+            let pending: Vec<_> = store::PG_MIGRATIONS
+                .iter()
+                .filter(|(v, _, _)| !applied.contains(v))
+                .collect();
+            println!(
+                "PostgreSQL schema {}: versions applied {applied:?}; this authgate writes {}",
+                pg.schema,
+                store::PG_SCHEMA_VERSION
+            );
+            for (v, name, _) in &pending {
+                println!("  {v}: migrations/postgres/{name}");
+            }
+            println!(
+                "{}",
+                match pending.is_empty() {
+                    true => "nothing to migrate",
+                    false => "dry run: nothing changed",
+                }
+            );
+        } else {
+            store::PostgresStore::open(pg).await?;
+            println!(
+                "PostgreSQL schema {} is at version {}",
+                pg.schema,
+                store::PG_SCHEMA_VERSION
+            );
+        }
+        Ok::<(), store::StoreError>(())
+    };
+    match super::block_on(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 pub fn restore(config_path: &Path, backup: &Path) -> ExitCode {
     let Some(c) = load(config_path) else {
         return ExitCode::FAILURE;
     };
+    if let config::StoreConfig::Postgres(_) = c.store {
+        eprintln!("{}: restore is for the embedded store; restore a PostgreSQL store with the database's tools (pg_restore)", config_path.display());
+        return ExitCode::FAILURE;
+    }
     match store::restore(&c.server.data_dir, backup) {
         Ok(previous) => {
             println!(

@@ -259,6 +259,7 @@ fn shipped_examples_parse() {
     let mut seen = 0;
     let entries = std::fs::read_dir(root.join("examples"))
         .unwrap()
+        .chain(std::fs::read_dir(root.join("examples/replicas")).unwrap())
         .chain(std::fs::read_dir(root.join("config")).unwrap());
     for entry in entries {
         let path = entry.unwrap().path();
@@ -271,6 +272,8 @@ fn shipped_examples_parse() {
                     crate::testing::DEMO_HASH.to_string()
                 } else if name.ends_with("_TOKEN") {
                     "an-example-token-of-some-length".to_string()
+                } else if name == "DATABASE_URL" {
+                    "postgres://authgate:pw@db.internal/authgate".to_string()
                 } else {
                     "example-value".to_string()
                 })
@@ -281,7 +284,7 @@ fn shipped_examples_parse() {
             seen += 1;
         }
     }
-    assert!(seen >= 2, "example configs missing");
+    assert!(seen >= 3, "example configs missing");
 }
 
 #[test]

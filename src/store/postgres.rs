@@ -259,6 +259,12 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// The schema versions already applied, without applying any (`migrate --dry-run`).
+    pub async fn applied_versions(settings: &PgSettings) -> Result<Vec<i32>, StoreError> {
+        let store = Self::connect(settings)?;
+        super::postgres_schema::applied(&store).await
+    }
+
     /// The pool, without touching the database yet.
     fn connect(settings: &PgSettings) -> Result<Self, StoreError> {
         let invalid = |why: String| StoreError::Open {
