@@ -469,8 +469,62 @@ fn policy(c: &mut Criterion) {
     group.finish();
 }
 
+#[path = "../tests/common/postgres.rs"]
+mod pg_server;
+
+/// A cache miss on each backend, through the `Store` trait on a tokio runtime (the PostgreSQL
+/// lookup is a network round trip, over a unix socket here): what one replica pays for a
+/// token it has not seen yet. 10k stored tokens drawn at random.
+fn store_backends(c: &mut Criterion) {
+    let n = 10_000;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (redb, tags, _) = store_with(n);
+    let server = pg_server::PgServer::start();
+    server.create_database("bench");
+    let pg = rt
+        .block_on(authgate::store::PostgresStore::open(
+            &authgate::store::PgSettings {
+                url: server.url("bench"),
+                schema: "authgate".into(),
+                pool_size: 4,
+                ca_file: None,
+            },
+        ))
+        .unwrap();
+    let records: Vec<_> = (0..n)
+        .map(|i| (SecretHash::of(&token(&tags, i)), record(i)))
+        .collect();
+    rt.block_on(pg.insert_access_bulk(records)).unwrap();
+    let pool: Vec<String> = draws(n, 40_000)
+        .into_iter()
+        .map(|i| token(&tags, i))
+        .collect();
+    let mut group = c.benchmark_group("store");
+    group.throughput(Throughput::Elements(1));
+    for (name, store) in [
+        ("cold_lookup_redb", &redb as &dyn Store),
+        ("cold_lookup_postgres", &pg as &dyn Store),
+    ] {
+        let mut k = 0usize;
+        group.bench_function(BenchmarkId::new(name, n), |b| {
+            b.iter(|| {
+                k = (k + 1) % pool.len();
+                let t = SecretHash::of(black_box(&pool[k]));
+                let found = rt.block_on(store.find_access(t, NOW)).unwrap();
+                assert!(found.is_some());
+                black_box(found)
+            })
+        });
+    }
+    group.finish();
+}
+
 fn main() {
     let mut c = configure().configure_from_args();
+    store_backends(&mut c);
     bearer(&mut c);
     request_work(&mut c);
     policy(&mut c);

@@ -61,6 +61,7 @@ contract!(
     claims_succeed_once_until_they_expire,
     a_rotated_token_within_its_grace_window_gets_the_sealed_answer,
     registrations_that_never_got_a_grant_are_swept,
+    times_past_any_database_range_are_kept,
 );
 
 pub(super) fn gid(id: &str) -> GrantId {
@@ -434,4 +435,19 @@ async fn registrations_that_never_got_a_grant_are_swept(store: Arc<dyn Store>) {
         .is_some());
     assert!(s.get_client(&ClientId::new("old")).await.unwrap().is_none());
     assert!(s.get_client(&ClientId::new("new")).await.unwrap().is_some());
+}
+
+async fn times_past_any_database_range_are_kept(store: Arc<dyn Store>) {
+    let mut t = tokens("forever", "forever-r");
+    t.access_expires_at = u64::MAX;
+    store.issue(grant("g1"), t).await.unwrap();
+    let found = store
+        .find_access(SecretHash::of("forever"), 1 << 40)
+        .await
+        .unwrap();
+    assert!(
+        found.is_some(),
+        "an access token that never expires is never expired"
+    );
+    assert_eq!(store.sweep(1 << 40, 0).await.unwrap().access_tokens, 0);
 }

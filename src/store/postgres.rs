@@ -544,7 +544,7 @@ impl Store for PostgresStore {
             .await
             .map_err(store_error)?;
         let row = c
-            .query_opt(&stmt, &[&&token.0[..], &(now as i64)])
+            .query_opt(&stmt, &[&&token.0[..], &ts(now)])
             .await
             .map_err(store_error)?;
         row.map(|r| dec(r.get::<_, &str>(0))).transpose()
@@ -603,7 +603,7 @@ impl Store for PostgresStore {
                     .execute(
                         "INSERT INTO claims (hash, expires_at) VALUES ($1, $2) \
                          ON CONFLICT (hash) DO NOTHING",
-                        &[&&key.0[..], &(*until as i64)],
+                        &[&&key.0[..], &ts(*until)],
                     )
                     .await?;
                 Ok(n == 1)
@@ -683,7 +683,7 @@ impl Store for PostgresStore {
                         t.execute(
                             "INSERT INTO blocked_users (user_id, since) VALUES ($1, $2) \
                              ON CONFLICT (user_id) DO UPDATE SET since = EXCLUDED.since",
-                            &[id, &(*at as i64)],
+                            &[id, &ts(*at)],
                         )
                         .await?
                     }
@@ -861,10 +861,47 @@ impl PostgresStore {
         rows.iter().map(|r| dec(r.get::<_, &str>(0))).collect()
     }
 
+    /// Bulk-inserts access tokens in one transaction (benchmarks), as `RedbStore`'s does.
+    #[doc(hidden)]
+    pub async fn insert_access_bulk(
+        &self,
+        records: Vec<(SecretHash, AccessRecord)>,
+    ) -> Result<(), StoreError> {
+        let mut c = self.client().await?;
+        let t = c.transaction().await.map_err(store_error)?;
+        let stmt = t
+            .prepare(
+                "INSERT INTO access_tokens (hash, grant_id, record, expires_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (hash) DO NOTHING",
+            )
+            .await
+            .map_err(store_error)?;
+        for (h, rec) in &records {
+            t.execute(
+                &stmt,
+                &[
+                    &&h.0[..],
+                    &rec.grant_id.as_str(),
+                    &enc(rec),
+                    &ts(rec.expires_at),
+                ],
+            )
+            .await
+            .map_err(store_error)?;
+        }
+        t.commit().await.map_err(store_error)
+    }
+
     /// The token tag key and since when tokens are tagged (made by the first migration).
     pub async fn token_tags(&self) -> Result<([u8; 16], u64), StoreError> {
         super::postgres_schema::token_tags(self).await
     }
+}
+
+/// A Unix time as PostgreSQL's BIGINT: times past its range (a key that never expires,
+/// `u64::MAX`) are kept as its largest value rather than wrapping to a negative one.
+pub(super) fn ts(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 pub(super) fn enc<T: serde::Serialize>(v: &T) -> String {

@@ -3,7 +3,7 @@
 
 use tokio_postgres::Transaction;
 
-use super::{dec, enc, Invalidation, PostgresStore, TxError};
+use super::{dec, enc, ts, Invalidation, PostgresStore, TxError};
 use crate::store::*;
 
 type Result<T> = std::result::Result<T, TxError>;
@@ -29,8 +29,8 @@ pub(super) async fn put_client(t: &Transaction<'_>, c: &ClientRecord) -> Result<
         &[
             &c.client_id.as_str(),
             &enc(c),
-            &(c.created_at as i64),
-            &c.first_used_at.map(|at| at as i64),
+            &ts(c.created_at),
+            &c.first_used_at.map(ts),
         ],
     )
     .await?;
@@ -46,7 +46,7 @@ pub(super) async fn put_code(
         "INSERT INTO codes (hash, record, expires_at) VALUES ($1, $2, $3) \
          ON CONFLICT (hash) DO UPDATE SET record = EXCLUDED.record, \
          expires_at = EXCLUDED.expires_at",
-        &[&&code.0[..], &enc(rec), &(rec.expires_at as i64)],
+        &[&&code.0[..], &enc(rec), &ts(rec.expires_at)],
     )
     .await?;
     Ok(())
@@ -78,7 +78,7 @@ pub(super) async fn take_code(
     let record: CodeRecord = dec(row.get::<_, &str>(0))?;
     t.execute(
         "INSERT INTO used_codes (hash, grant_id, expires_at) VALUES ($1, $2, $3)",
-        &[&key, &record.grant_id.as_str(), &(record.expires_at as i64)],
+        &[&key, &record.grant_id.as_str(), &ts(record.expires_at)],
     )
     .await?;
     if record.expires_at <= now {
@@ -124,7 +124,7 @@ async fn insert_tokens(t: &Transaction<'_>, grant: &GrantRecord, tokens: &NewTok
             &&tokens.access.0[..],
             &grant.grant_id.as_str(),
             &enc(&access),
-            &(tokens.access_expires_at as i64),
+            &ts(tokens.access_expires_at),
         ],
     )
     .await?;
@@ -142,7 +142,7 @@ async fn insert_tokens(t: &Transaction<'_>, grant: &GrantRecord, tokens: &NewTok
                 &&hash.0[..],
                 &grant.grant_id.as_str(),
                 &enc(&r),
-                &(tokens.refresh_expires_at as i64),
+                &ts(tokens.refresh_expires_at),
             ],
         )
         .await?;
@@ -216,7 +216,7 @@ pub(super) async fn rotate(
         &[
             &&old.0[..],
             &enc(&rotated),
-            &rotated.successor.as_ref().map(|s| s.until as i64),
+            &rotated.successor.as_ref().map(|s| ts(s.until)),
         ],
     )
     .await?;
@@ -305,12 +305,12 @@ pub(super) async fn sweep(
     now: u64,
     unused_clients_before: u64,
 ) -> Result<Swept> {
-    let now = now as i64;
+    let now = ts(now);
     let mut swept = Swept {
         clients: t
             .execute(
                 "DELETE FROM clients WHERE first_used_at IS NULL AND created_at < $1",
-                &[&(unused_clients_before as i64)],
+                &[&ts(unused_clients_before)],
             )
             .await? as usize,
         codes: t
