@@ -77,6 +77,7 @@ pub struct Metrics {
     pub swept: IntCounterVec,
     pub reloads: IntCounterVec,
     pub build_info: IntGaugeVec,
+    pub upstream_replica_up: IntGaugeVec,
     tools_seen: Mutex<HashMap<String, HashSet<String>>>,
 }
 
@@ -289,6 +290,16 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        let upstream_replica_up = IntGaugeVec::new(
+            Opts::new(
+                "upstream_replica_up",
+                "1 while an upstream replica answers its health probe, 0 while it does not (upstreams with replicas)",
+            ),
+            &["upstream", "replica"],
+        )
+        .expect("a valid metric");
+        r.register(Box::new(upstream_replica_up.clone()))
+            .expect("registered once");
         Self {
             registry: r,
             requests,
@@ -323,6 +334,7 @@ impl Metrics {
             swept,
             reloads,
             build_info,
+            upstream_replica_up,
             tools_seen: Mutex::new(HashMap::new()),
         }
     }
@@ -330,7 +342,7 @@ impl Metrics {
     /// Every metric's name (`/metrics` shows a labelled family once it has a sample).
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 30] = [
+        let collectors: [&dyn Collector; 31] = [
             &self.requests,
             &self.request_duration,
             &self.requests_in_flight,
@@ -361,6 +373,7 @@ impl Metrics {
             &self.reloads,
             &self.build_info,
             &self.requests_in_flight,
+            &self.upstream_replica_up,
         ];
         let mut names: Vec<String> = collectors
             .iter()

@@ -322,6 +322,14 @@ pub struct UpstreamSection {
     pub host: Option<Text>,
     #[schemars(with = "Option<String>")]
     pub url: Option<Text>,
+    /// More URLs of the same MCP server (its replicas): requests are balanced over `url`
+    /// and these, and each Streamable HTTP session stays on the replica that created it.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub replicas: Vec<Text>,
+    /// How often each replica is checked (a TCP connection) when there are replicas.
+    #[schemars(with = "Option<String>")]
+    pub health_check_interval: Option<Text>,
     #[schemars(with = "Option<String>")]
     pub dns_refresh: Option<Text>,
     #[schemars(with = "Option<String>")]

@@ -433,6 +433,10 @@ pub struct Upstream {
     pub host: Option<String>,
     pub path: RoutePath,
     pub url: UpstreamUrl,
+    /// Further replicas of the same server, balanced with `url` (`proxy::replicas`).
+    pub replicas: Vec<UpstreamUrl>,
+    /// How often each replica's health is checked (only with `replicas`).
+    pub health_check_interval: Duration,
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
     /// Send the client's `Host` upstream instead of the upstream URL's authority.

@@ -144,7 +144,7 @@ fn every_error_is_reported_at_once_in_file_order_without_consequences() {
             "gw.toml:4:1: server.colour: unknown field `colour`, expected one of `listen`, `public_url`, `data_dir`, `threads`, `tls`, `allow_insecure_http`, `allowed_origins`, `max_header_line`, `max_header_size`, `max_headers`, `shutdown_grace`, `watch_config`, `trusted_proxies`, `token_cache_entries`, `upstream_keepalive_pool`",
             "gw.toml:8:8: upstream[0].path: invalid type: integer `5`, expected a string",
             "gw.toml:12:3: upstream[0].scopes: invalid type: integer `7`, expected a string",
-            "gw.toml:14:1: upstream[0].bogus: unknown field `bogus`, expected one of `name`, `path`, `host`, `url`, `dns_refresh`, `connect_timeout`, `idle_timeout`, `preserve_host`, `auth`, `scopes`, `identity_headers`, `strip_common_identity_headers`, `max_body_size`, `keepalive_timeout`, `http2`, `credential`, `signed_identity`",
+            "gw.toml:14:1: upstream[0].bogus: unknown field `bogus`, expected one of `name`, `path`, `host`, `url`, `replicas`, `health_check_interval`, `dns_refresh`, `connect_timeout`, `idle_timeout`, `preserve_host`, `auth`, `scopes`, `identity_headers`, `strip_common_identity_headers`, `max_body_size`, `keepalive_timeout`, `http2`, `credential`, `signed_identity`",
             "gw.toml:21:17: provider[0].client_secret: environment variable `AUTHGATE_TEST_UNSET_SECRET` is not set",
             "gw.toml:23:2: unknown_table: unknown field `unknown_table`, expected one of `server`, `upstream`, `auth`, `scope`, `provider`, `client`, `cimd`, `admin`, `audit`, `policy`, `store`",
         ],

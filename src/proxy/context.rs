@@ -87,6 +87,13 @@ pub struct RequestCtx {
     pub(super) lists: Vec<(serde_json::Value, list_filter::ListKind)>,
     /// Filters the list results in the response, once it has started.
     pub(super) list_filter: Option<list_filter::ListFilter>,
+    /// Which of the route's replicas serves the request (`proxy::replicas`).
+    pub(super) replica: usize,
+    /// The request's `Mcp-Session-Id` as its replica issued it (without our tag); it pins
+    /// the request to that replica.
+    pub(super) upstream_session: Option<String>,
+    /// Replicas a connection failed to during this request (not tried again).
+    pub(super) failed_replicas: Vec<usize>,
 }
 
 impl RequestCtx {
@@ -117,6 +124,9 @@ impl RequestCtx {
             inspect_calls: false,
             lists: Vec::new(),
             list_filter: None,
+            replica: 0,
+            upstream_session: None,
+            failed_replicas: Vec::new(),
         }
     }
 

@@ -209,6 +209,7 @@ fn header_safe(value: &str, also: &[u8]) -> String {
 pub fn for_upstream(
     req: &mut RequestHeader,
     upstream: &Upstream,
+    url: &crate::config::UpstreamUrl,
     rest: &str,
     client_ip: Option<String>,
     public_scheme: &str,
@@ -223,8 +224,8 @@ pub fn for_upstream(
     };
 
     // Most routes map onto the same path upstream (`/mcp` → `/mcp`); leave those URIs alone.
-    if !upstream.url.rewrites_to(rest, req.uri.path()) || req.uri.authority().is_some() {
-        let path = upstream.url.rewrite(rest);
+    if !url.rewrites_to(rest, req.uri.path()) || req.uri.authority().is_some() {
+        let path = url.rewrite(rest);
         let path_and_query = match req.uri.query() {
             Some(q) => format!("{path}?{q}"),
             None => path,
@@ -243,7 +244,7 @@ pub fn for_upstream(
     }
 
     if !upstream.preserve_host {
-        req.insert_header(HOST, upstream.url.authority.as_str())?;
+        req.insert_header(HOST, url.authority.as_str())?;
     }
     for name in [
         X_FORWARDED_FOR,
@@ -320,9 +321,11 @@ mod tests {
         req.insert_header("x-forwarded-for", "6.6.6.6").unwrap();
         req.insert_header("forwarded", "for=6.6.6.6").unwrap();
         req.insert_header("mcp-session-id", "abc").unwrap();
+        let up = upstream("");
         for_upstream(
             &mut req,
-            &upstream(""),
+            &up,
+            &up.url,
             "/sub",
             Some("127.0.0.9".into()),
             "https",
@@ -341,14 +344,8 @@ mod tests {
     fn preserve_host_keeps_the_client_host() {
         let mut req = RequestHeader::build("GET", b"/gw", None).unwrap();
         req.insert_header("host", "gw.example").unwrap();
-        for_upstream(
-            &mut req,
-            &upstream("preserve_host = true"),
-            "",
-            None,
-            "http",
-        )
-        .unwrap();
+        let up = upstream("preserve_host = true");
+        for_upstream(&mut req, &up, &up.url, "", None, "http").unwrap();
         assert_eq!(req.uri.to_string(), "/mcp");
         assert_eq!(req.headers["host"], "gw.example");
     }

@@ -34,6 +34,7 @@ pub mod local;
 pub mod mcp;
 pub mod observe;
 pub mod policy;
+pub mod replicas;
 pub mod router;
 
 use std::sync::Arc;
@@ -240,7 +241,36 @@ impl Gateway {
                 return answer(session, reply.with_origin(ctx.origin.as_deref())).await;
             }
         }
+        if let Some(reply) = self.choose_replica(session, ctx, &route) {
+            return answer(session, reply.with_origin(ctx.origin.as_deref())).await;
+        }
         body::preread(session, ctx).await
+    }
+
+    /// Which replica of the route serves the request (`proxy::replicas`); a reply when the
+    /// session it belongs to is gone with its replica.
+    fn choose_replica(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        route: &router::Route,
+    ) -> Option<Reply> {
+        let id = session
+            .req_header()
+            .headers
+            .get(MCP_SESSION_ID)
+            .and_then(|v| v.to_str().ok());
+        match route.replicas.choose(id) {
+            replicas::Choice::Replica { index, session } => {
+                ctx.replica = index;
+                ctx.upstream_session = session;
+                None
+            }
+            replicas::Choice::SessionGone => {
+                ctx.refused = Some("session_replica_down");
+                Some(session_gone())
+            }
+        }
     }
 
     /// The upstream's own credential for this request, into `ctx.credential`. A person
@@ -299,6 +329,22 @@ impl Gateway {
             }
         }
     }
+}
+
+const MCP_SESSION_ID: &str = "mcp-session-id";
+
+/// 404 for a request of a session authgate cannot reach any more (its replica is down): MCP
+/// clients then start a new session, as after a server ends one (the body is what the MCP
+/// SDK servers answer).
+fn session_gone() -> Reply {
+    Reply::json(
+        404,
+        &serde_json::json!({
+            "jsonrpc": "2.0",
+            "error": {"code": -32001, "message": "Session not found: its server replica is down; start a new session"},
+            "id": null
+        }),
+    )
 }
 
 /// The filter for a response to list requests policy filters; its length changes, so it is
@@ -406,7 +452,7 @@ impl ProxyHttp for Gateway {
             .route
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
-        match route.peer().await {
+        match route.replicas.peer(&route.upstream, ctx.replica).await {
             Some(peer) => Ok(Box::new(peer)),
             None => Err(Error::explain(
                 ErrorType::ConnectNoRoute,
@@ -429,10 +475,19 @@ impl ProxyHttp for Gateway {
         headers::for_upstream(
             upstream_request,
             &route.upstream,
+            &route.replicas.get(ctx.replica).url,
             &ctx.path[ctx.rest_from..],
             client_ip,
             snapshot.config.server.public_url.scheme(),
         )?;
+        if route.replicas.balanced() {
+            match &ctx.upstream_session {
+                Some(id) => upstream_request.insert_header(MCP_SESSION_ID, id.as_str())?,
+                None => {
+                    upstream_request.remove_header(MCP_SESSION_ID);
+                }
+            }
+        }
         headers::identity_for_upstream(
             upstream_request,
             &route.upstream,
@@ -478,6 +533,16 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.status = upstream_response.status.as_u16();
+        if let Some(route) = ctx.route.as_ref().filter(|r| r.replicas.balanced()) {
+            let issued = upstream_response
+                .headers
+                .get(MCP_SESSION_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(|id| route.replicas.tag_session(ctx.replica, id));
+            if let Some(id) = issued {
+                upstream_response.insert_header(MCP_SESSION_ID, id)?;
+            }
+        }
         if !ctx.lists.is_empty() && ctx.status == 200 {
             ctx.list_filter = list_filter_for(session, upstream_response, ctx)?;
         }
@@ -542,6 +607,32 @@ impl ProxyHttp for Gateway {
         e
     }
 
+    /// A replica that cannot be connected to is marked down at once; a request not bound to
+    /// a session on it is tried on another replica (nothing reached the failed one).
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let Some(route) = ctx.route.clone().filter(|r| r.replicas.balanced()) else {
+            return e;
+        };
+        route
+            .replicas
+            .get(ctx.replica)
+            .set_healthy(false, "a connection to it failed");
+        ctx.failed_replicas.push(ctx.replica);
+        if ctx.upstream_session.is_none() {
+            if let Some(next) = route.replicas.next_healthy(&ctx.failed_replicas) {
+                ctx.replica = next;
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
@@ -578,6 +669,17 @@ impl ProxyHttp for Gateway {
                     Some((500, ErrorCode::ServerError, "internal error"))
                 }
             },
+        };
+        // A session whose replica cannot be reached is gone: 404 starts a new one.
+        let gone = ctx.upstream_session.is_some()
+            && ctx.failed_replicas.contains(&ctx.replica)
+            && session.response_written().is_none();
+        if gone {
+            ctx.refusal = Some(session_gone());
+        }
+        let failure = match gone {
+            true => Some((404, ErrorCode::NotFound, "session not found")),
+            false => failure,
         };
         let status = failure.map_or(0, |(s, _, _)| s);
         // Once the upstream's response has started, the status is gone; just end the stream.

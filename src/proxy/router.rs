@@ -6,11 +6,8 @@
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
-use arc_swap::ArcSwapOption;
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::{Config, Upstream};
@@ -24,11 +21,8 @@ pub struct Route {
     pub metrics: crate::metrics::UpstreamMetrics,
     /// Its identity header names, ready to insert.
     pub identity_names: super::headers::IdentityNames,
-    /// The last resolution: a peer (address, TLS, SNI, timeouts) cloned per request.
-    resolved: ArcSwapOption<Resolved>,
-    /// One re-resolution at a time per route.
-    refreshing: AtomicBool,
-    lookup: Lookup,
+    /// Where requests go: `url` and its replicas, each resolved and health-checked.
+    pub replicas: super::replicas::Replicas,
 }
 
 /// Resolves `host:port` to addresses: the system resolver, or a stand-in in tests.
@@ -43,11 +37,6 @@ pub fn system_lookup() -> Lookup {
     Arc::new(|address: String| {
         Box::pin(async move { Ok(tokio::net::lookup_host(address).await?.collect()) })
     })
-}
-
-struct Resolved {
-    peer: HttpPeer,
-    at: Instant,
 }
 
 pub struct Router {
@@ -67,14 +56,9 @@ impl Router {
             let route = Route {
                 metrics: crate::metrics::UpstreamMetrics::new(u.name.as_str()),
                 identity_names: super::headers::IdentityNames::of(&u.identity_headers),
+                replicas: super::replicas::Replicas::new(u, lookup.clone()),
                 upstream: u.clone(),
-                resolved: ArcSwapOption::empty(),
-                refreshing: AtomicBool::new(false),
-                lookup: lookup.clone(),
             };
-            if let Some(ip) = route.ip_literal() {
-                route.store(SocketAddr::new(ip, u.url.port));
-            }
             routes.push(Arc::new(route));
         }
         routes.sort_by(|a, b| {
@@ -111,77 +95,9 @@ impl Router {
 }
 
 impl Route {
-    fn ip_literal(&self) -> Option<IpAddr> {
-        self.upstream.url.host.trim_matches(['[', ']']).parse().ok()
-    }
-
-    fn store(&self, addr: SocketAddr) {
-        let u = &self.upstream;
-        let mut peer = HttpPeer::new(
-            addr,
-            u.url.tls,
-            u.url.host.trim_matches(['[', ']']).to_string(),
-        );
-        peer.options.connection_timeout = Some(u.connect_timeout);
-        peer.options.total_connection_timeout = Some(u.connect_timeout);
-        peer.options.read_timeout = Some(u.idle_timeout);
-        peer.options.write_timeout = Some(u.idle_timeout);
-        peer.options.idle_timeout = Some(u.keepalive_timeout);
-        if u.http2 {
-            // h2c needs prior knowledge (nothing to negotiate on plain TCP); over TLS, ALPN
-            // offers h2 and falls back to HTTP/1.1.
-            let min = if u.url.tls { 1 } else { 2 };
-            peer.options.set_http_version(2, min);
-        }
-        self.resolved.store(Some(Arc::new(Resolved {
-            peer,
-            at: Instant::now(),
-        })));
-    }
-
-    /// The peer to connect to. A stale resolution is used while a fresh one is looked up in
-    /// the background; only a route that never resolved waits for DNS (and fails with
-    /// `None` while the name does not resolve).
+    /// The first replica's peer (the only one, for an upstream without replicas).
     pub async fn peer(self: &Arc<Self>) -> Option<HttpPeer> {
-        let current = self.resolved.load_full();
-        if let Some(r) = &current {
-            let stale = self.ip_literal().is_none() && r.at.elapsed() >= self.upstream.dns_refresh;
-            if stale && !self.refreshing.swap(true, Ordering::AcqRel) {
-                let route = self.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = route.resolve().await {
-                        // Keep serving the last good address; say why it could not be renewed.
-                        tracing::warn!(upstream = %route.upstream.name, error = %e, "upstream DNS refresh failed; keeping the last address");
-                    }
-                    route.refreshing.store(false, Ordering::Release);
-                });
-            }
-            return Some(r.peer.clone());
-        }
-        match self.resolve().await {
-            Ok(()) => self.resolved.load().as_ref().map(|r| r.peer.clone()),
-            Err(e) => {
-                tracing::warn!(upstream = %self.upstream.name, error = %e, "upstream host does not resolve");
-                None
-            }
-        }
-    }
-
-    /// Looks the host up now and keeps the first address (IPv4 preferred: `localhost` dev
-    /// servers often bind 127.0.0.1 only, while the resolver lists `::1` first).
-    async fn resolve(&self) -> Result<(), String> {
-        let address = self.upstream.url.address();
-        let addrs = (self.lookup)(address.clone())
-            .await
-            .map_err(|e| format!("cannot resolve `{address}`: {e}"))?;
-        let addr = addrs
-            .iter()
-            .find(|a| a.is_ipv4())
-            .or(addrs.first())
-            .copied()
-            .ok_or_else(|| format!("`{address}` resolves to no address"))?;
-        self.store(addr);
-        Ok(())
+        self.replicas.peer(&self.upstream, 0).await
     }
 }
 
@@ -212,6 +128,7 @@ mod tests {
     use super::*;
     use pingora::upstreams::peer::Peer;
     use std::path::Path;
+    use std::sync::atomic::Ordering;
 
     fn router(upstreams: &str) -> Router {
         let text = format!("[server]\npublic_url = \"http://127.0.0.1:8080\"\n{upstreams}");

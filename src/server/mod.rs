@@ -180,6 +180,7 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
     }
     server.add_service(service);
     let replication_authority = authority.clone();
+    let health_snapshot = snapshot.clone();
     if let Some(addr) = admin_listen {
         let api = admin::AdminApi {
             authority,
@@ -201,6 +202,12 @@ pub fn run(config: Config, upgrade: bool) -> anyhow::Result<()> {
             unused_registration_ttl: Box::new(move || {
                 live.load().config.auth.unused_registration_ttl
             }),
+        },
+    ));
+    server.add_service(pingora::services::background::background_service(
+        "upstream health",
+        crate::proxy::replicas::HealthChecks {
+            snapshot: health_snapshot,
         },
     ));
     if let Some(pg) = shared {

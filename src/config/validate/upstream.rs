@@ -25,6 +25,8 @@ pub const DEFAULT_MAX_BODY_SIZE: usize = 4 * 1024 * 1024;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(30);
+/// How often each replica of an upstream is checked.
+pub const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Headers that carry something else and can never carry identity.
 const NOT_IDENTITY: &[&str] = &[
@@ -74,6 +76,34 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 None => Some(None),
             };
             let url = raw_url.and_then(|v| self.parsed(v, &key("url"), UpstreamUrl::parse));
+            let mut replicas = Vec::new();
+            for (j, raw) in u.replicas.iter().enumerate() {
+                let Some(r) = self.parsed(raw, &key(&format!("replicas[{j}]")), UpstreamUrl::parse)
+                else {
+                    continue;
+                };
+                let same = url.as_ref().is_some_and(|u| *u == r) || replicas.contains(&r);
+                if same {
+                    self.src.push(
+                        raw.span(),
+                        key(&format!("replicas[{j}]")),
+                        "is listed twice (url and replicas name each replica once)",
+                    );
+                } else if url.as_ref().is_some_and(|u| u.tls != r.tls) {
+                    self.src.push(
+                        raw.span(),
+                        key(&format!("replicas[{j}]")),
+                        "must use the same scheme as url (http or https)",
+                    );
+                } else {
+                    replicas.push(r);
+                }
+            }
+            let health_check_interval = self.duration(
+                &u.health_check_interval,
+                &key("health_check_interval"),
+                DEFAULT_HEALTH_CHECK_INTERVAL,
+            );
             let connect_timeout = self.duration(
                 &u.connect_timeout,
                 &key("connect_timeout"),
@@ -129,6 +159,8 @@ impl<E: Fn(&str) -> Option<String>> Validator<'_, E> {
                 host,
                 path,
                 url,
+                replicas,
+                health_check_interval,
                 connect_timeout,
                 idle_timeout,
                 preserve_host: u.preserve_host,
