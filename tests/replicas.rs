@@ -22,16 +22,21 @@ const REVOCATION_BOUND: Duration = Duration::from_secs(1);
 const SESSION_KEY: &str = "c2hhcmVkLWtleS1mb3ItZXZlcnktcmVwbGljYS0wMTI=";
 
 fn replica_config(upstream: &str, database: &str) -> String {
+    single_config(upstream)
+        .raw(&format!(
+            "[store]\nkind = \"postgres\"\nurl = \"{database}\"\npool_size = 4"
+        ))
+        .build()
+}
+
+/// One gateway on its embedded store, with the key its replicas will share.
+fn single_config(upstream: &str) -> TestConfig {
     TestConfig::new()
         .auth(&format!("session_key = \"{SESSION_KEY}\""))
         .auth("refresh_grace = \"2s\"")
         .scope("mcp:tools")
         .upstream("mcp", "/mcp", upstream, "scopes = [\"mcp:tools\"]")
         .alice("")
-        .raw(&format!(
-            "[store]\nkind = \"postgres\"\nurl = \"{database}\"\npool_size = 4"
-        ))
-        .build()
 }
 
 /// Replica A on its own address, then replica B with A's public URL (one issuer and one
@@ -287,4 +292,52 @@ async fn a_database_outage_degrades_and_recovers_by_itself() {
     assert_eq!(r.status(), 200);
     let on_b = refused_within(&b, cached).await;
     assert!(on_b < Duration::from_secs(12), "B refused after {on_b:?}");
+}
+
+#[tokio::test]
+async fn one_gateway_grows_into_replicas_without_anyone_signing_in_again() {
+    let upstream = start_echo_upstream().await;
+    let single = Gateway::start(&single_config(&upstream).build()).await;
+    let resource = single.url("/mcp");
+    let (client, t) = tokens_for(&single, &resource).await;
+    let access = t["access_token"].as_str().unwrap().to_string();
+    let refresh_token = t["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(call(&single, &access).await, 200);
+
+    // Stopped, copied, restarted on PostgreSQL at the same address (its public URL).
+    let mut single = single;
+    single.child.kill().unwrap();
+    single.child.wait().unwrap();
+    let database = shared_url();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(["migrate-store", "--config"])
+        .arg(single.config_path())
+        .env("AUTHGATE_MIGRATE_TO", &database)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("\"grants\":1"), "{printed}");
+    assert!(
+        !printed.contains(&database),
+        "the connection string is not printed"
+    );
+    let config = replica_config(&upstream, &database);
+    let a = single.restart(&config, &[]).await;
+    let b = Gateway::start(&config.replace(
+        "public_url = \"http://{addr}\"",
+        &format!("public_url = \"http://{}\"", a.addr),
+    ))
+    .await;
+
+    // The token and the refresh token issued before work on both replicas.
+    assert_eq!(call(&a, &access).await, 200);
+    assert_eq!(call(&b, &access).await, 200);
+    let (s, v) = refresh(&b, &client, &refresh_token, &resource).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(call(&a, v["access_token"].as_str().unwrap()).await, 200);
 }

@@ -76,6 +76,20 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Copy a stopped gateway's embedded store into a new, empty PostgreSQL store (the step
+    /// from one process to replicas). Nothing is changed in the source.
+    MigrateStore {
+        /// The stopped gateway's config (its data_dir holds the redb store; its auth.session_key
+        /// must be the replicas' too).
+        #[arg(long, short, env = "AUTHGATE_CONFIG")]
+        config: PathBuf,
+        /// The PostgreSQL connection string (better from the environment: it holds a password).
+        #[arg(long, env = "AUTHGATE_MIGRATE_TO", hide_env_values = true)]
+        to: String,
+        /// The schema to fill (as the replicas' store.schema).
+        #[arg(long, default_value = "authgate")]
+        schema: String,
+    },
     /// Put a backup (from `authgate admin backup`) in place of a stopped gateway's store;
     /// the store it replaces is kept beside it.
     Restore {
@@ -133,6 +147,7 @@ pub fn main() -> ExitCode {
         } => admin::run(&connection, command),
         Command::Migrate { config, dry_run } => offline::migrate(&config, dry_run),
         Command::Restore { config, backup } => offline::restore(&config, &backup),
+        Command::MigrateStore { config, to, schema } => offline::migrate_store(&config, to, schema),
         Command::Schema => offline::schema(),
         Command::Keys { config, command } => offline::keys(&config, &command),
         Command::RotateKey { config } => offline::rotate_key(&config),

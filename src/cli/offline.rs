@@ -134,6 +134,53 @@ fn migrate_postgres(pg: &store::PgSettings, dry_run: bool) -> ExitCode {
     }
 }
 
+/// `authgate migrate-store`: the stopped gateway's redb store into an empty PostgreSQL one.
+pub fn migrate_store(config_path: &Path, to: String, schema: String) -> ExitCode {
+    let Some(c) = load(config_path) else {
+        return ExitCode::FAILURE;
+    };
+    if c.auth.session_key.is_none() {
+        eprintln!("{}: set auth.session_key first (the value in {}, if this gateway generated its key, works): the replicas must share it, and the values sealed in the store were sealed with it", config_path.display(), c.server.data_dir.join("session.key").display());
+        return ExitCode::FAILURE;
+    }
+    let Some((_lock, source)) = open_stopped(&c, "") else {
+        return ExitCode::FAILURE;
+    };
+    let export = match source.export() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("reading {}: {e}", source.path().display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let settings = store::PgSettings {
+        url: to,
+        schema,
+        pool_size: 2,
+        ca_file: None,
+    };
+    let copy = async {
+        let target = store::PostgresStore::open(&settings).await?;
+        target.import(&export).await
+    };
+    match super::block_on(copy) {
+        Ok(copied) => {
+            println!(
+                "copied {} into PostgreSQL schema {}: {}",
+                source.path().display(),
+                settings.schema,
+                serde_json::to_string(&copied).unwrap_or_default()
+            );
+            println!("now set [store] kind = \"postgres\" (same url and schema) and the same auth.session_key on every replica; the redb file is left as it was");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("migrate-store failed, nothing was written: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 pub fn restore(config_path: &Path, backup: &Path) -> ExitCode {
     let Some(c) = load(config_path) else {
         return ExitCode::FAILURE;

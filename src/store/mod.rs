@@ -14,6 +14,7 @@ mod redb_schema;
 mod redb_sweep;
 mod redb_tokens;
 mod sweep;
+mod transfer;
 
 use async_trait::async_trait;
 
@@ -26,6 +27,7 @@ pub use self::redb_admin::{restore, schema_version};
 pub use self::redb_file::Opener;
 pub use self::redb_schema::{pending as pending_migrations, Migration, MIGRATIONS, SCHEMA_VERSION};
 pub use self::sweep::Sweeper;
+pub use self::transfer::{Copied, Export};
 use crate::vocab::{ClientId, GrantId, Identity, SecretHash};
 
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::store::contract_tests::{code, grant, pg_server, postgres_store, tokens};
+use crate::store::RedbStore;
 
 /// Two "replicas" on one fresh database.
 async fn two() -> (Arc<PostgresStore>, Arc<PostgresStore>) {
@@ -251,4 +252,131 @@ async fn an_outage_answers_unavailable_and_recovery_needs_no_restart() {
         .await
         .unwrap()
         .is_some());
+}
+
+#[tokio::test]
+async fn a_redb_store_moves_into_postgres_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let redb = RedbStore::open(dir.path()).unwrap();
+    redb.put_client(crate::store::contract_tests::client("c1", 10))
+        .await
+        .unwrap();
+    redb.issue(grant("g1"), tokens("a1", "r1")).await.unwrap();
+    let mut next = tokens("a2", "r2");
+    next.successor = Some(SealedSuccessor {
+        sealed: "SEALED".into(),
+        until: 700,
+    });
+    redb.rotate_refresh(SecretHash::of("r1"), &ClientId::new("c1"), next, 600)
+        .await
+        .unwrap();
+    redb.put_code(SecretHash::of("code"), code("g9", 5000))
+        .await
+        .unwrap();
+    redb.put_code(SecretHash::of("used"), code("g8", 5000))
+        .await
+        .unwrap();
+    redb.take_code(SecretHash::of("used"), 10).await.unwrap();
+    assert!(redb.claim_once(SecretHash::of("claim"), 900).await.unwrap());
+    let consent = ConsentRecord {
+        scopes: crate::vocab::ScopeSet::parse("mcp:tools").unwrap(),
+        upstreams: vec![],
+        given_at: 5,
+    };
+    redb.put_consent("local:alice|c1", consent.clone())
+        .await
+        .unwrap();
+    redb.record_login(&crate::testing::terms("c1").identity, 7)
+        .await
+        .unwrap();
+    redb.set_blocked("local:mallory", Some(8)).await.unwrap();
+    redb.put_secret("identity_signing_keys", b"keys".to_vec())
+        .await
+        .unwrap();
+    let key = ApiKeyRecord {
+        name: "ci".into(),
+        hash: SecretHash::of("ag_key_x"),
+        owner: "ops@example.com".into(),
+        upstreams: vec![],
+        scopes: crate::vocab::ScopeSet::parse("mcp:tools").unwrap(),
+        created_at: 1,
+        expires_at: None,
+        last_used_at: None,
+    };
+    redb.put_api_key(key.clone()).await.unwrap();
+    let tags = redb.token_tags_now().unwrap();
+
+    let pg = postgres_store(&pg_server::shared_url()).await;
+    let export = redb.export().unwrap();
+    let copied = pg.import(&export).await.unwrap();
+    assert_eq!(
+        (
+            copied.grants,
+            copied.access_tokens,
+            copied.refresh_tokens,
+            copied.codes
+        ),
+        (1, 2, 2, 1)
+    );
+    // Every kind of record answers the same through the trait.
+    assert_eq!(
+        pg.token_tags().await.unwrap(),
+        tags,
+        "the tag key came along"
+    );
+    assert!(pg
+        .find_access(SecretHash::of("a1"), 10)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(pg
+        .find_access(SecretHash::of("a2"), 10)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(pg
+        .find_refresh(SecretHash::of("r2"), 10)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(matches!(
+        pg.rotate_refresh(SecretHash::of("r1"), &ClientId::new("c1"), tokens("x", "y"), 650)
+            .await
+            .unwrap(),
+        Rotation::Retried { ref sealed } if sealed == "SEALED"
+    ));
+    assert!(matches!(
+        pg.take_code(SecretHash::of("code"), 10).await.unwrap(),
+        TakenCode::Fresh(_)
+    ));
+    assert!(matches!(
+        pg.take_code(SecretHash::of("used"), 10).await.unwrap(),
+        TakenCode::Replayed { .. }
+    ));
+    assert!(!pg.claim_once(SecretHash::of("claim"), 900).await.unwrap());
+    assert_eq!(
+        pg.get_consent("local:alice|c1").await.unwrap(),
+        Some(consent)
+    );
+    assert_eq!(
+        pg.list_users().await.unwrap(),
+        redb.list_users().await.unwrap()
+    );
+    assert_eq!(
+        pg.blocked().await.unwrap(),
+        vec![("local:mallory".into(), 8)]
+    );
+    assert_eq!(
+        pg.get_secret("identity_signing_keys").await.unwrap(),
+        Some(b"keys".to_vec())
+    );
+    assert_eq!(pg.list_api_keys().await.unwrap(), vec![key]);
+    assert_eq!(
+        pg.list_clients().await.unwrap(),
+        redb.list_clients().await.unwrap()
+    );
+    // A second import into the now full store is refused, changing nothing.
+    let again = pg.import(&export).await;
+    assert!(matches!(again, Err(StoreError::Backend(_))), "refused");
+    assert_eq!(pg.stats().await.unwrap().grants, 1);
 }

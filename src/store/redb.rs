@@ -89,6 +89,11 @@ impl RedbStore {
         self.file.path()
     }
 
+    /// The open database (for the store's own modules: export).
+    pub(super) fn file_database(&self) -> Result<Arc<Database>, StoreError> {
+        self.file.database()
+    }
+
     /// Bulk-inserts access tokens in one transaction (benchmarks and admin tooling).
     pub fn insert_access_bulk(
         &self,
