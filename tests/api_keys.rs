@@ -142,7 +142,7 @@ async fn api_keys_reach_their_upstreams_only_and_die_with_revocation() {
         .contains("invalid_token"));
 
     // The store file holds no key.
-    let store = std::fs::read(gw.dir.path().join("data/authgate.redb")).unwrap();
+    let store = common::stored_text(&gw).into_bytes();
     let needle = key.as_bytes();
     assert!(!store.windows(needle.len()).any(|w| w == needle));
 }

@@ -120,7 +120,7 @@ async fn an_admin_connects_a_service_account_once_and_authgate_keeps_it_fresh() 
     );
 
     // The store holds the connection sealed: neither the account nor a token in clear.
-    let store = std::fs::read(gw.dir.path().join("data/authgate.redb")).unwrap();
+    let store = common::stored_text(&gw).into_bytes();
     for needle in ["crmbot@example.test", &first[7..], &second[7..]] {
         assert!(
             !store.windows(needle.len()).any(|w| w == needle.as_bytes()),

@@ -31,6 +31,13 @@ fn config(up: &str, auth: &[&str]) -> String {
 async fn start(auth: &[&str]) -> (Gateway, String) {
     let up = start_echo_upstream().await;
     let gw = Gateway::start(&config(&up, auth)).await;
+    if common::config::backend_database().is_some() {
+        assert!(
+            gw.logs().contains("store open (PostgreSQL"),
+            "{}",
+            gw.logs()
+        );
+    }
     (gw, up)
 }
 
@@ -699,8 +706,7 @@ async fn refresh_rotation_reuse_and_scope() {
     assert_eq!(again, t2, "the same answer, not new tokens");
     assert_eq!(call(&gw, "/a", &at2).await.status(), 200);
     // The store holds nothing that answers a refresh by itself: no token in clear.
-    let store = std::fs::read(gw.dir.path().join("data/authgate.redb")).unwrap();
-    let store = String::from_utf8_lossy(&store);
+    let store = common::stored_text(&gw);
     assert!(
         !store.contains(&rt2) && !store.contains(&at2),
         "a successor token is stored in clear"
@@ -966,8 +972,7 @@ async fn acknowledged_grants_survive_kill_9() {
         gw2.logs()
     );
     // And the store file never held the token itself.
-    let bytes = std::fs::read(gw2.dir.path().join("data/authgate.redb")).unwrap();
-    assert!(!String::from_utf8_lossy(&bytes).contains(&access));
+    assert!(!common::stored_text(&gw2).contains(&access));
 }
 
 #[tokio::test]

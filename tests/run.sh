@@ -34,10 +34,22 @@ cargo clippy --all-targets --locked -- -D warnings
 pg_env=$(bash tests/pg.sh start $$)
 eval "$pg_env"
 trap 'bash tests/pg.sh stop "$AUTHGATE_TEST_POSTGRES_DIR"' EXIT
+# The OAuth suites run a second time with the shared PostgreSQL store under the gateway
+# (tests/common/config.rs adds [store] when AUTHGATE_TEST_BACKEND=postgres): every flow,
+# token, API key and connected account then lives in PostgreSQL. The suites about the
+# embedded file itself (modes, damage, backup, offline commands) run on redb only.
+pg_suites='oauth oauth_e2e api_keys cimd cli_login connected_account credentials mcp_sdk policy signed_identity upstream_oauth user_account'
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --no-fail-fast
+  filter=$(printf 'binary(%s) | ' $pg_suites)
+  AUTHGATE_TEST_BACKEND=postgres cargo nextest run --locked --no-fail-fast \
+    -E "(${filter% | }) & !test(=api_keys_are_made_offline_on_a_stopped_gateways_store)"
 else
   cargo test --locked --no-fail-fast
+  for suite in $pg_suites; do
+    AUTHGATE_TEST_BACKEND=postgres cargo test --locked --no-fail-fast --test "$suite" -- \
+      --skip api_keys_are_made_offline_on_a_stopped_gateways_store
+  done
 fi
 bash tests/pg.sh stop "$AUTHGATE_TEST_POSTGRES_DIR"
 trap - EXIT

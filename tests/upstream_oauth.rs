@@ -205,7 +205,7 @@ async fn a_protected_mcp_server_needs_nothing_but_its_url() {
     assert_ne!(again["token"].as_str().unwrap(), tokens[0]);
 
     // Nothing of it in clear in the store.
-    let store = std::fs::read(gw.dir.path().join("data/authgate.redb")).unwrap();
+    let store = common::stored_text(&gw).into_bytes();
     for needle in [&first, tokens[0]] {
         assert!(!store.windows(needle.len()).any(|w| w == needle.as_bytes()));
     }

@@ -218,7 +218,7 @@ async fn each_person_connects_their_own_account_once_and_gets_only_their_own() {
     );
 
     // The store holds the connections sealed: no account name, no token in clear.
-    let store = std::fs::read(gw.dir.path().join("data/authgate.redb")).unwrap();
+    let store = common::stored_text(&gw).into_bytes();
     for needle in [
         "alice-svc@example.test",
         "bob-svc@example.test",
@@ -391,7 +391,7 @@ async fn a_token_that_never_expires_is_kept_sealed_and_survives_a_key_rotation()
     assert_eq!(status, 200, "{seen}\n{}", gw.logs());
     let gho = service_token(&seen, &token);
     assert!(gho.starts_with("gho_"), "{gho}");
-    let store = std::fs::read(gw.dir.path().join("data/authgate.redb")).unwrap();
+    let store = common::stored_text(&gw).into_bytes();
     assert!(!store.windows(gho.len()).any(|w| w == gho.as_bytes()));
 
     // Another key alone: refused at start, naming both key ids, rather than starting with

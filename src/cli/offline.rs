@@ -317,15 +317,29 @@ pub fn rotate_key(config_path: &Path) -> ExitCode {
         eprintln!("{}: rotate-key needs auth.session_key (the new key), with the old one in auth.previous_session_keys", config_path.display());
         return ExitCode::FAILURE;
     };
-    let Some((_lock, store)) = open_stopped(&c, "") else {
-        return ExitCode::FAILURE;
-    };
     let sealer = crate::crypto::Sealer::with_previous(&key, &c.auth.previous_session_keys);
-    match super::block_on(crate::server::keys::reseal_store(&store, &sealer)) {
-        Ok(n) => {
+    // A shared store is resealed while its replicas run: they hold both keys meanwhile
+    // (auth.previous_session_keys), and each hears the signing keys change.
+    let resealed = match &c.store {
+        config::StoreConfig::Postgres(pg) => super::block_on(async {
+            let store = store::PostgresStore::open(pg)
+                .await
+                .map_err(crate::server::keys::KeyError::Store)?;
+            let n = crate::server::keys::reseal_store(&store, &sealer).await?;
+            Ok::<_, crate::server::keys::KeyError>((n, format!("PostgreSQL schema {}", pg.schema)))
+        }),
+        config::StoreConfig::Redb => {
+            let Some((_lock, store)) = open_stopped(&c, "") else {
+                return ExitCode::FAILURE;
+            };
+            super::block_on(crate::server::keys::reseal_store(&store, &sealer))
+                .map(|n| (n, store.path().display().to_string()))
+        }
+    };
+    match resealed {
+        Ok((n, place)) => {
             println!(
-                "{n} sealed value(s) in {} now sealed with key {}.",
-                store.path().display(),
+                "{n} sealed value(s) in {place} now sealed with key {}.",
                 sealer.key_id()
             );
             println!("Keep the previous keys in auth.previous_session_keys until sessions sealed with them have expired (auth.session_ttl), then remove them.");

@@ -644,7 +644,8 @@ impl Store for PostgresStore {
         .await
     }
     fn close(&self) {
-        self.pool.close()
+        self.pool.close();
+        tracing::info!("store closed (PostgreSQL connections released)");
     }
 
     async fn record_login(&self, identity: &Identity, at: u64) -> Result<(), StoreError> {

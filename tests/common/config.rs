@@ -62,6 +62,25 @@ impl TestConfig {
 
     /// The TOML text, with `{addr}` and `{data}` for the harness to fill in.
     pub fn build(&self) -> String {
+        // AUTHGATE_TEST_BACKEND=postgres: the same suite on a shared PostgreSQL store (one
+        // database per test process; tests/run.sh runs the OAuth suites this way too).
+        let postgres = std::env::var("AUTHGATE_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+            && !self.sections.iter().any(|s| s.starts_with("[store]"));
+        let mut this = self.clone();
+        if postgres {
+            if !this.auth.iter().any(|l| l.starts_with("session_key")) {
+                this.auth
+                    .push("session_key = \"cG9zdGdyZXMtc3VpdGUta2V5LTAxMjM0NTY3ODkwMTI=\"".into());
+            }
+            this.sections.push(format!(
+                "[store]\nkind = \"postgres\"\nurl = \"{}\"\npool_size = 4",
+                process_database()
+            ));
+        }
+        this.text()
+    }
+
+    fn text(&self) -> String {
         let mut text = String::from(
             "[server]\nlisten = [\"{addr}\"]\npublic_url = \"http://{addr}\"\ndata_dir = \"{data}\"\n",
         );
@@ -83,4 +102,19 @@ impl TestConfig {
         }
         text
     }
+}
+
+/// The database of this test process when the suite runs on PostgreSQL
+/// (`AUTHGATE_TEST_BACKEND=postgres`).
+pub fn backend_database() -> Option<&'static str> {
+    std::env::var("AUTHGATE_TEST_BACKEND")
+        .is_ok_and(|b| b == "postgres")
+        .then(process_database)
+}
+
+/// This test process's PostgreSQL database (one per process: a gateway restarted in a test
+/// finds its store again).
+fn process_database() -> &'static str {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(super::postgres::shared_url)
 }

@@ -271,6 +271,41 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Everything the gateway's store holds, as text, to assert that no secret is stored in
+/// clear: the redb file's bytes, or every row of every table on PostgreSQL.
+pub fn stored_text(gw: &Gateway) -> String {
+    match config::backend_database() {
+        Some(url) => {
+            let tables = [
+                "clients",
+                "codes",
+                "used_codes",
+                "grants",
+                "access_tokens",
+                "refresh_tokens",
+                "claims",
+                "consents",
+                "users",
+                "blocked_users",
+                "secrets",
+                "api_keys",
+            ];
+            let sql = tables
+                .iter()
+                .map(|t| format!("SELECT r::text FROM authgate.{t} r"))
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ");
+            let rows = postgres::psql_url(url, &sql);
+            assert!(!rows.is_empty(), "the store is empty");
+            rows
+        }
+        None => {
+            let bytes = std::fs::read(gw.dir.path().join("data/authgate.redb")).unwrap();
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+    }
+}
+
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
