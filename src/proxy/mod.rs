@@ -452,7 +452,7 @@ impl ProxyHttp for Gateway {
             .route
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route chosen"))?;
-        match route.replicas.peer(&route.upstream, ctx.replica).await {
+        match route.peer(ctx.replica).await {
             Some(peer) => Ok(Box::new(peer)),
             None => Err(Error::explain(
                 ErrorType::ConnectNoRoute,

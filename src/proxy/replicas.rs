@@ -177,7 +177,7 @@ impl Replicas {
     }
 
     /// The peer of replica `index` (see [`Replica::peer`]).
-    pub async fn peer(&self, _upstream: &Upstream, index: usize) -> Option<HttpPeer> {
+    pub async fn peer(&self, index: usize) -> Option<HttpPeer> {
         self.list[index].clone().peer().await
     }
 

@@ -95,9 +95,9 @@ impl Router {
 }
 
 impl Route {
-    /// The first replica's peer (the only one, for an upstream without replicas).
-    pub async fn peer(self: &Arc<Self>) -> Option<HttpPeer> {
-        self.replicas.peer(&self.upstream, 0).await
+    /// The peer of replica `index` (0: `url`, the only one without replicas).
+    pub async fn peer(&self, index: usize) -> Option<HttpPeer> {
+        self.replicas.peer(index).await
     }
 }
 
@@ -195,12 +195,12 @@ mod tests {
         );
         let route = r.routes()[0].clone();
         assert!(
-            route.peer().await.is_none(),
+            route.peer(0).await.is_none(),
             "not resolvable yet: no peer (502)"
         );
         let first: SocketAddr = "10.0.0.1:9000".parse().unwrap();
         *answer.lock().unwrap() = vec!["[fd00::1]:9000".parse().unwrap(), first];
-        let peer = route.peer().await.unwrap();
+        let peer = route.peer(0).await.unwrap();
         assert_eq!(
             peer.address().to_string(),
             first.to_string(),
@@ -210,7 +210,7 @@ mod tests {
         let second: SocketAddr = "10.0.0.2:9000".parse().unwrap();
         *answer.lock().unwrap() = vec![second];
         let before = count.load(Ordering::SeqCst);
-        let peer = route.peer().await.unwrap();
+        let peer = route.peer(0).await.unwrap();
         assert_eq!(
             peer.address().to_string(),
             first.to_string(),
@@ -218,7 +218,7 @@ mod tests {
         );
         assert_eq!(count.load(Ordering::SeqCst), before);
         tokio::time::sleep(std::time::Duration::from_millis(60)).await;
-        let peer = route.peer().await.unwrap();
+        let peer = route.peer(0).await.unwrap();
         assert_eq!(
             peer.address().to_string(),
             first.to_string(),
@@ -226,7 +226,7 @@ mod tests {
         );
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
-            let peer = route.peer().await.unwrap();
+            let peer = route.peer(0).await.unwrap();
             if peer.address().to_string() == second.to_string() {
                 break;
             }
@@ -241,7 +241,7 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(60)).await;
         for _ in 0..5 {
             assert_eq!(
-                route.peer().await.unwrap().address().to_string(),
+                route.peer(0).await.unwrap().address().to_string(),
                 second.to_string()
             );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -254,7 +254,7 @@ mod tests {
         let config = crate::config::parse(Path::new("t.toml"), text, |_| None).unwrap();
         let (lookup, _answer, count) = fake_dns();
         let r = Router::with_lookup(&config, lookup);
-        let peer = r.routes()[0].peer().await.unwrap();
+        let peer = r.routes()[0].peer(0).await.unwrap();
         assert_eq!(peer.address().to_string(), "[::1]:9000");
         assert_eq!(count.load(Ordering::SeqCst), 0);
     }
