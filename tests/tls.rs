@@ -288,3 +288,130 @@ async fn upstreams_can_be_spoken_to_in_http2() {
         );
     }
 }
+
+/// The whole MCP authorization over https, as people run it: the TypeScript SDK's OAuth
+/// client (trusting the test CA) and headless Chromium as the person's browser (trusting
+/// exactly the test certificate's key), signing in and consenting on authgate's pages over
+/// TLS, then tools, a refresh and a revocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_with_a_real_browser_over_https() {
+    let (_everything, mcp_url) = common::start_everything().await;
+    let dir = tempfile::tempdir().unwrap();
+    install_certificate(dir.path(), "server");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let base = format!("https://localhost:{port}");
+    let rest = format!(
+        "[[scope]]\nname = \"mcp:tools\"\n\n[[upstream]]\nname = \"everything\"\npath = \"/mcp\"\nurl = \"{mcp_url}\"\nscopes = [\"mcp:tools\"]\n\n[[provider]]\nid = \"local\"\nkind = \"local\"\ndisplay_name = \"Local account\"\n\n[[provider.users]]\nusername = \"alice\"\npassword_hash = \"{}\"\n",
+        common::config::PW_HASH
+    );
+    let (_gw, log) = start_tls_gateway(dir.path(), addr, &base, &rest);
+    let spki = std::fs::read_to_string(fixture("server.spki")).unwrap();
+    let mut cmd = Command::new("node");
+    cmd.arg(common::e2e_dir().join("oauth-flow.mjs"))
+        .args(["--server", &format!("{base}/mcp"), "--fill"])
+        .arg(r#"{"__provider":"Local account","username":"alice","password":"pw"}"#)
+        .env("NODE_EXTRA_CA_CERTS", fixture("ca.pem"))
+        .env("CHROMIUM_TRUST_SPKI", spki.trim());
+    let out = common::output_within(cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{logs}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["discovery"]["issuer"], base.as_str(), "{v:#}");
+    assert_eq!(v["discovery"]["resource"], format!("{base}/mcp"));
+    // Every page the browser loaded from authgate came over https.
+    let browser = v["browser"].as_array().unwrap();
+    let ours: Vec<&str> = browser
+        .iter()
+        .filter_map(|r| r["url"].as_str())
+        .filter(|u| u.contains(&format!(":{port}")))
+        .collect();
+    assert!(ours.iter().any(|u| u.ends_with("/consent")), "{ours:?}");
+    assert!(ours.iter().all(|u| u.starts_with("https://")), "{ours:?}");
+    assert_eq!(v["callback"]["hasCode"], true, "{v:#}");
+    assert_eq!(v["echo"], "Echo: hi", "{v:#}");
+    assert_eq!(v["refresh"]["echo"], "Echo: hi", "{v:#}");
+    assert_eq!(v["revoke"]["after"]["status"], 401, "{v:#}");
+}
+
+/// A binary upgrade (`run --upgrade`, then SIGQUIT to the old process) with TLS listeners:
+/// the new process takes the listening socket over and answers https on it, with the same
+/// certificate, while the old one exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_upgrade_hands_tls_listeners_over() {
+    let upstream = common::start_echo_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    install_certificate(dir.path(), "server");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let base = format!("https://localhost:{port}");
+    let routes = format!(
+        "[[upstream]]\nname = \"open\"\npath = \"/open\"\nurl = \"{upstream}\"\nauth = \"none\"\n"
+    );
+    let (mut old, _log) = start_tls_gateway(dir.path(), addr, &base, &routes);
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(fixture("ca.pem")).unwrap()).unwrap();
+    // A fresh TLS connection per request: each handshake shows who holds the socket.
+    let get = || {
+        let client = reqwest::Client::builder()
+            .add_root_certificate(ca.clone())
+            .resolve("localhost", addr)
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let url = format!("{base}/open");
+        async move { client.get(url).send().await.map(|r| r.status().as_u16()) }
+    };
+    assert_eq!(get().await.unwrap(), 200);
+
+    let new_log = dir.path().join("new.log");
+    let mut new = Command::new(env!("CARGO_BIN_EXE_authgate"));
+    new.args(["--log-format", "json", "run", "--upgrade", "--config"])
+        .arg(dir.path().join("authgate.toml"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&new_log).unwrap());
+    let _new = ChildGuard(new.spawn().unwrap());
+    let sock = dir.path().join("data/upgrade.sock");
+    common::eventually("the new process waiting for the sockets", || {
+        sock.exists().then_some(())
+    })
+    .await;
+    let killed = Command::new("kill")
+        .args(["-QUIT", &old.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = common::eventually("the old process exiting after the handover", || {
+        old.0.try_wait().unwrap()
+    })
+    .await;
+    assert!(status.success(), "{status}");
+    // The old process is gone: whatever answers now is the new one, over TLS.
+    for _ in 0..5 {
+        assert_eq!(get().await.unwrap(), 200);
+    }
+    // (Each request is logged just after its answer is written.)
+    let served = || {
+        std::fs::read_to_string(&new_log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("authgate::access") && l.contains("\"status\":200"))
+            .count()
+    };
+    common::eventually("the new process's access lines", || {
+        (served() >= 5).then_some(())
+    })
+    .await;
+}

@@ -44,6 +44,11 @@ export async function launch() {
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",
+      // A test certificate's key to trust (tests/fixtures/tls/*.spki), and only that one:
+      // the browser still refuses any other certificate it cannot verify.
+      ...(process.env.CHROMIUM_TRUST_SPKI
+        ? [`--ignore-certificate-errors-spki-list=${process.env.CHROMIUM_TRUST_SPKI}`]
+        : []),
     ],
   });
 }
