@@ -380,3 +380,56 @@ async fn a_redb_store_moves_into_postgres_whole() {
     assert!(matches!(again, Err(StoreError::Backend(_))), "refused");
     assert_eq!(pg.stats().await.unwrap().grants, 1);
 }
+
+#[tokio::test]
+async fn tls_to_the_database_is_verified_against_the_configured_authority() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let server =
+        pg_server::PgServer::start_tls(&fixtures.join("server.pem"), &fixtures.join("server.key"));
+    server.create_database("authgate");
+    let settings = |url: String, ca_file: Option<std::path::PathBuf>| PgSettings {
+        url,
+        schema: "authgate".into(),
+        pool_size: 2,
+        ca_file,
+    };
+    // Trusting the test CA: the connection is TLS, and the store works over it.
+    let store = PostgresStore::open(&settings(
+        server.tls_url("authgate"),
+        Some(fixtures.join("ca.pem")),
+    ))
+    .await
+    .expect("opens over TLS");
+    store.issue(grant("g1"), tokens("a1", "r1")).await.unwrap();
+    assert!(store
+        .find_access(SecretHash::of("a1"), 10)
+        .await
+        .unwrap()
+        .is_some());
+    let encrypted: bool = store
+        .client()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted, "the connection is encrypted");
+    // Without the CA the certificate is not trusted: refused, saying why.
+    let untrusted = PostgresStore::open(&settings(server.tls_url("authgate"), None)).await;
+    let err = untrusted
+        .err()
+        .expect("an unknown certificate authority is refused");
+    assert!(format!("{err}").contains("TLS"), "{err}");
+    // A CA file without a certificate in it is a configuration error.
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let bad = PostgresStore::open(&settings(
+        server.tls_url("authgate"),
+        Some(empty.path().to_path_buf()),
+    ))
+    .await;
+    assert!(format!("{}", bad.err().unwrap()).contains("no PEM certificate"));
+}

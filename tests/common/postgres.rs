@@ -38,7 +38,8 @@ use std::time::{Duration, Instant, SystemTime};
 const PG_DEADLINE: Duration = Duration::from_secs(30);
 /// The pause between two looks while waiting.
 const POLL: Duration = Duration::from_millis(20);
-/// The port only names the socket file (`.s.PGSQL.5432`); nothing listens on TCP.
+/// The port only names the socket file (`.s.PGSQL.5432`); nothing listens on TCP (except
+/// with [`PgServer::start_tls`], on a port of its own).
 const PORT: &str = "5432";
 /// Names the server to use instead of starting one: `host=<socket dir> user=postgres`.
 pub const ENV_SERVER: &str = "AUTHGATE_TEST_POSTGRES";
@@ -87,6 +88,10 @@ pub struct PgServer {
     data: PathBuf,
     log: PathBuf,
     run_as: Option<RunAs>,
+    /// The port: names the socket file and, with TLS, the TCP port on 127.0.0.1.
+    port: String,
+    /// Settings added to the server's command line (TLS).
+    extra: Vec<String>,
     /// The supervisor while the server runs; its stdin is the stop line.
     supervisor: Option<Child>,
     /// Last, so the server is stopped before the directory goes.
@@ -105,6 +110,25 @@ impl PgServer {
     /// Initialises a cluster in a new temporary directory and starts its server; returns
     /// once it accepts connections. Panics, saying why and how to fix it, if it cannot.
     pub fn start() -> PgServer {
+        Self::start_with(None)
+    }
+
+    /// [`start`](Self::start), also listening on 127.0.0.1 (a free port) with TLS only over
+    /// TCP (`hostssl`), presenting `cert`/`key` (PEM); [`tls_url`](Self::tls_url) reaches it.
+    pub fn start_tls(cert: &Path, key: &Path) -> PgServer {
+        Self::start_with(Some((cert, key)))
+    }
+
+    /// A connection string over TCP and TLS (`sslmode=require`) to `database`, with the
+    /// host name `localhost` for the certificate check.
+    pub fn tls_url(&self, database: &str) -> String {
+        format!(
+            "host=localhost port={} user=postgres dbname={database} sslmode=require",
+            self.port
+        )
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> PgServer {
         let bin = bin_dir();
         let run_as = if is_root() { Some(run_as_user()) } else { None };
         let tmp = temp_dir(run_as.is_some());
@@ -146,12 +170,46 @@ impl PgServer {
             );
         }
 
+        let mut port = PORT.to_string();
+        let mut extra = Vec::new();
+        if let Some((cert, key)) = tls {
+            // Only over TCP, and only with TLS: a plain TCP connection is refused.
+            for (from, name) in [(cert, "server.crt"), (key, "server.key")] {
+                let to = data.join(name);
+                fs::copy(from, &to)
+                    .unwrap_or_else(|e| panic!("postgres: copying {}: {e}", from.display()));
+                fs::set_permissions(&to, fs::Permissions::from_mode(0o600)).unwrap();
+                if let Some(user) = &run_as {
+                    std::os::unix::fs::chown(&to, Some(user.uid), Some(user.gid)).unwrap();
+                }
+            }
+            let hba = data.join("pg_hba.conf");
+            fs::write(
+                &hba,
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
+            )
+            .unwrap();
+            port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port().to_string())
+                .unwrap();
+            for setting in [
+                "ssl=on",
+                "ssl_cert_file=server.crt",
+                "ssl_key_file=server.key",
+                "listen_addresses=127.0.0.1",
+            ] {
+                extra.extend(["-c".to_string(), setting.to_string()]);
+            }
+        }
         let mut server = PgServer {
             bin,
             dir,
             data,
             log,
             run_as,
+            port,
+            extra,
             supervisor: None,
             tmp,
         };
@@ -178,7 +236,11 @@ impl PgServer {
 
     /// [`url`](Self::url) without `dbname`: the form of `AUTHGATE_TEST_POSTGRES`.
     pub fn base_url(&self) -> String {
-        format!("host={} port={PORT} user=postgres", self.dir.display())
+        format!(
+            "host={} port={} user=postgres",
+            self.dir.display(),
+            self.port
+        )
     }
 
     /// Creates the database `name` (owned by `postgres`).
@@ -270,12 +332,14 @@ impl PgServer {
             .arg(&self.data)
             .arg("-k")
             .arg(&self.dir)
-            .args(["-p", PORT])
+            .args(["-p", &self.port])
             .args(["-c", "listen_addresses="])
             .args(["-c", "fsync=off"])
             .args(["-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off"])
             .args(["-c", "max_connections=200"])
+            // Later settings win: TLS's listen_addresses replaces the one above.
+            .args(&self.extra)
             .current_dir(&self.dir)
             .stdin(Stdio::piped())
             .stdout(log)
@@ -292,7 +356,7 @@ impl PgServer {
     /// "ready to accept connections" line written after `offset` in the log).
     fn wait_ready(&mut self, offset: u64) {
         let start = Instant::now();
-        let socket = self.dir.join(format!(".s.PGSQL.{PORT}"));
+        let socket = self.dir.join(format!(".s.PGSQL.{}", self.port));
         let pg_isready = self.bin.join("pg_isready");
         let pg_isready = pg_isready.is_file().then_some(pg_isready);
         loop {
@@ -334,7 +398,9 @@ impl PgServer {
                 cmd.arg("-q")
                     .arg("-h")
                     .arg(&self.dir)
-                    .args(["-p", PORT, "-U", "postgres", "-d", "postgres", "-t", "5"])
+                    .args([
+                        "-p", &self.port, "-U", "postgres", "-d", "postgres", "-t", "5",
+                    ])
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null());
