@@ -79,8 +79,7 @@ else
   proxy_cpu=(); load_cpu=(); proxy_threads=2
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+source "$root/benches/lib.sh"
 
 UP=$(free_port); NGX=$(free_port); PGR=$(free_port); AG=$(free_port); NAR=$(free_port); EV=$(free_port)
 work=$(mktemp -d)
@@ -194,24 +193,9 @@ for a in ${ALLOCATORS:-}; do
 done
 for p in $UP $NGX $PGR $AG "${alloc_port[@]}"; do wait_port "$p"; done
 
-verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk
-challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM
-token_for() { # $1: the route's path, $2: authgate's port; a token bound to it, obtained as a client would
-  local AG=${2:-$AG}
-  local jar=$work/jar-$AG
-  local resource=http://127.0.0.1:$AG$1 login page flow csrf back code
-  login=$(curl -s -c "$jar" -o /dev/null -w '%{redirect_url}' \
-    "http://127.0.0.1:$AG/authorize?response_type=code&client_id=bench&redirect_uri=http://127.0.0.1/cb&code_challenge=$challenge&code_challenge_method=S256&state=s&resource=$resource")
-  page=$(curl -s -b "$jar" -c "$jar" "$login")
-  flow=$(printf '%s' "$page" | sed -n 's/.*name="flow" value="\([^"]*\)".*/\1/p' | head -1)
-  csrf=$(printf '%s' "$page" | sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' | head -1)
-  back=$(curl -s -b "$jar" -c "$jar" -o /dev/null -w '%{redirect_url}' -X POST "http://127.0.0.1:$AG/login/local" \
-    --data-urlencode "flow=$flow" --data-urlencode "csrf=$csrf" -d username=bench -d password=bench-password)
-  code=$(printf '%s' "$back" | sed -n 's/.*[?&]code=\([^&]*\).*/\1/p')
-  curl -s -X POST "http://127.0.0.1:$AG/token" -d grant_type=authorization_code -d "code=$code" \
-    -d "code_verifier=$verifier" -d client_id=bench -d "resource=$resource" >"$work/token.json"
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])' <"$work/token.json" \
-    || { echo "no token for $1: login page $login, back $back, answer $(cat "$work/token.json")" >&2; return 1; }
+token_for() { # $1: the route's path, $2: authgate's port; a token bound to it
+  local port=${2:-$AG}
+  bench_token "$port" "$1"
 }
 token=$(token_for /mcp)
 [ -n "$token" ] || { echo "could not obtain a token" >&2; exit 1; }

@@ -46,8 +46,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+source "$root/benches/lib.sh"
 
 pg_env=$(bash tests/pg.sh start $$)
 eval "$pg_env"
@@ -113,22 +112,6 @@ for p in $ONE $P1 $P2; do
 done
 wait_port "$UP"
 
-verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk
-challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM
-token_for() { # $1: authgate's port (and its public URL's) → an access token for /mcp
-  local jar=$work/jar-$1 resource=http://127.0.0.1:$1/mcp login page flow csrf back code
-  login=$(curl -s -c "$jar" -o /dev/null -w '%{redirect_url}' \
-    "http://127.0.0.1:$1/authorize?response_type=code&client_id=bench&redirect_uri=http://127.0.0.1/cb&code_challenge=$challenge&code_challenge_method=S256&state=s&resource=$resource")
-  page=$(curl -s -b "$jar" -c "$jar" "$login")
-  flow=$(printf '%s' "$page" | sed -n 's/.*name="flow" value="\([^"]*\)".*/\1/p' | head -1)
-  csrf=$(printf '%s' "$page" | sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' | head -1)
-  back=$(curl -s -b "$jar" -c "$jar" -o /dev/null -w '%{redirect_url}' -X POST "http://127.0.0.1:$1/login/local" \
-    --data-urlencode "flow=$flow" --data-urlencode "csrf=$csrf" -d username=bench -d password=bench-password)
-  code=$(printf '%s' "$back" | sed -n 's/.*[?&]code=\([^&]*\).*/\1/p')
-  curl -s -X POST "http://127.0.0.1:$1/token" -d grant_type=authorization_code -d "code=$code" \
-    -d "code_verifier=$verifier" -d client_id=bench -d "resource=$resource" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
-}
 lua() { # $1: token
   cat <<LUA
 wrk.method = "POST"
@@ -139,8 +122,8 @@ wrk.headers["Authorization"] = "Bearer $1"
 wrk.headers["MCP-Protocol-Version"] = "2025-11-25"
 LUA
 }
-lua "$(token_for "$ONE")" >"$work/one.lua"
-lua "$(token_for "$P1")" >"$work/pg.lua"   # issued by P1, honoured by P2 (one issuer)
+lua "$(bench_token "$ONE" /mcp)" >"$work/one.lua"
+lua "$(bench_token "$P1" /mcp)" >"$work/pg.lua"   # issued by P1, honoured by P2 (one issuer)
 for p in $ONE $P1 $P2; do
   s=$work/pg.lua; [ "$p" = "$ONE" ] && s=$work/one.lua
   status=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$p/mcp" \

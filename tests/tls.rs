@@ -98,6 +98,23 @@ fn start_tls_gateway(
     (gw, log)
 }
 
+/// A directory with the test certificate (it names localhost and 127.0.0.1), a port on
+/// 127.0.0.1 free a moment ago, and the https base URL by the certificate's name.
+fn localhost_tls() -> (tempfile::TempDir, std::net::SocketAddr, String) {
+    let dir = tempfile::tempdir().unwrap();
+    install_certificate(dir.path(), "server");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    (
+        dir,
+        ([127, 0, 0, 1], port).into(),
+        format!("https://localhost:{port}"),
+    )
+}
+
 /// The test certificate into `dir` as cert.pem/key.pem (`which`: "server" or "server2").
 fn install_certificate(dir: &std::path::Path, which: &str) {
     std::fs::copy(fixture(&format!("{which}.pem")), dir.join("cert.pem")).unwrap();
@@ -186,16 +203,7 @@ async fn tls_serves_http2_streams_sse_and_reloads_its_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sdk_client_works_over_https() {
     let (_everything, mcp_url) = common::start_everything().await;
-    let dir = tempfile::tempdir().unwrap();
-    install_certificate(dir.path(), "server");
-    // The certificate names localhost (127.0.0.1): a port there, free a moment ago.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let base = format!("https://localhost:{port}");
+    let (dir, addr, base) = localhost_tls();
     let upstream = format!(
         "[[upstream]]\nname = \"everything\"\npath = \"/everything\"\nurl = \"{mcp_url}\"\nauth = \"none\"\n"
     );
@@ -296,15 +304,7 @@ async fn upstreams_can_be_spoken_to_in_http2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_signs_in_with_a_real_browser_over_https() {
     let (_everything, mcp_url) = common::start_everything().await;
-    let dir = tempfile::tempdir().unwrap();
-    install_certificate(dir.path(), "server");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let base = format!("https://localhost:{port}");
+    let (dir, addr, base) = localhost_tls();
     let rest = format!(
         "[[scope]]\nname = \"mcp:tools\"\n\n[[upstream]]\nname = \"everything\"\npath = \"/mcp\"\nurl = \"{mcp_url}\"\nscopes = [\"mcp:tools\"]\n\n[[provider]]\nid = \"local\"\nkind = \"local\"\ndisplay_name = \"Local account\"\n\n[[provider.users]]\nusername = \"alice\"\npassword_hash = \"{}\"\n",
         common::config::PW_HASH
@@ -333,7 +333,7 @@ async fn a_person_signs_in_with_a_real_browser_over_https() {
     let ours: Vec<&str> = browser
         .iter()
         .filter_map(|r| r["url"].as_str())
-        .filter(|u| u.contains(&format!(":{port}")))
+        .filter(|u| u.contains(&format!(":{}", addr.port())))
         .collect();
     assert!(ours.iter().any(|u| u.ends_with("/consent")), "{ours:?}");
     assert!(ours.iter().all(|u| u.starts_with("https://")), "{ours:?}");
@@ -349,15 +349,7 @@ async fn a_person_signs_in_with_a_real_browser_over_https() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binary_upgrade_hands_tls_listeners_over() {
     let upstream = common::start_echo_upstream().await;
-    let dir = tempfile::tempdir().unwrap();
-    install_certificate(dir.path(), "server");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let base = format!("https://localhost:{port}");
+    let (dir, addr, base) = localhost_tls();
     let routes = format!(
         "[[upstream]]\nname = \"open\"\npath = \"/open\"\nurl = \"{upstream}\"\nauth = \"none\"\n"
     );
