@@ -114,6 +114,21 @@ impl Reloader {
 }
 
 /// Puts back the values only a restart can change; says which ones differed.
+/// What identifies the store a config opens (its connection is made once, at start).
+fn store_key(
+    store: &crate::config::StoreConfig,
+) -> Option<(String, String, usize, Option<std::path::PathBuf>)> {
+    match store {
+        crate::config::StoreConfig::Redb => None,
+        crate::config::StoreConfig::Postgres(pg) => Some((
+            pg.url.clone(),
+            pg.schema.clone(),
+            pg.pool_size,
+            pg.ca_file.clone(),
+        )),
+    }
+}
+
 fn keep_fixed(old: &Config, new: &mut Config) -> Vec<String> {
     let mut warnings = Vec::new();
     let mut keep = |key: &str, differs: bool| {
@@ -155,6 +170,8 @@ fn keep_fixed(old: &Config, new: &mut Config) -> Vec<String> {
         new.admin.as_ref().map(|a| a.listen) != old.admin.as_ref().map(|a| a.listen),
     );
     keep("audit.file", new.audit.file != old.audit.file);
+    keep("store", store_key(&new.store) != store_key(&old.store));
+    new.store = old.store.clone();
     new.server.listen = old.server.listen.clone();
     new.server.data_dir = old.server.data_dir.clone();
     new.server.threads = old.server.threads;
@@ -225,4 +242,28 @@ fn changes(old: &Config, new: &Config) -> Vec<String> {
         out.push("[cimd] changed".into());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_store_waits_for_a_restart() {
+        let key = "[auth]\nsession_key = \"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=\"\n";
+        let old = crate::testing::config("");
+        let mut new = crate::testing::config(&format!(
+            "{key}[store]\nkind = \"postgres\"\nurl = \"postgres://db/x\"\n"
+        ));
+        let warnings = keep_fixed(&old, &mut new);
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w == "store changed; it applies after a restart"),
+            "{warnings:?}"
+        );
+        assert!(matches!(new.store, crate::config::StoreConfig::Redb));
+        let mut same = crate::testing::config("");
+        assert!(keep_fixed(&old, &mut same).is_empty());
+    }
 }
