@@ -909,14 +909,9 @@ pub(super) fn enc<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("records serialize")
 }
 
+/// A JSON record from a TEXT column (the same decoding, and error, as redb's records).
 pub(super) fn dec<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
-    serde_json::from_str(s).map_err(|source| StoreError::Corrupt {
-        what: std::any::type_name::<T>()
-            .rsplit("::")
-            .next()
-            .unwrap_or("record"),
-        source: Box::new(source),
-    })
+    super::redb::dec(s.as_bytes())
 }
 
 #[path = "postgres_ops.rs"]

@@ -394,15 +394,7 @@ pub(super) async fn record_login(t: &Transaction<'_>, identity: &Identity, at: u
         .await?
         .map(|r| dec(r.get::<_, &str>(0)))
         .transpose()?;
-    let rec = UserRecord {
-        user_id: id.clone(),
-        provider: identity.provider.clone(),
-        email: identity.email.clone(),
-        name: identity.name.clone(),
-        first_seen: before.as_ref().map_or(at, |b| b.first_seen),
-        last_login: at,
-        logins: before.map_or(0, |b| b.logins) + 1,
-    };
+    let rec = UserRecord::after_login(before, identity, at);
     t.execute(
         "INSERT INTO users (user_id, record) VALUES ($1, $2) \
          ON CONFLICT (user_id) DO UPDATE SET record = EXCLUDED.record",

@@ -4,7 +4,7 @@
 //! (the loser of the race retries and finds it applied).
 
 use super::postgres::{store_error, PostgresStore};
-use super::StoreError;
+use super::{token_tags_of, StoreError, TAGGED_SINCE, TOKEN_TAG_KEY};
 
 /// The SQL migrations, in order: (version, file name, SQL).
 pub const PG_MIGRATIONS: &[(i32, &str, &str)] = &[(
@@ -15,9 +15,6 @@ pub const PG_MIGRATIONS: &[(i32, &str, &str)] = &[(
 
 /// The schema version this build writes.
 pub const PG_SCHEMA_VERSION: i32 = 1;
-
-const TOKEN_TAG_KEY: &str = "token_tag_key";
-const TAGGED_SINCE: &str = "tagged_since";
 
 /// The schema's versions applied so far (empty for a new database).
 pub async fn applied(store: &PostgresStore) -> Result<Vec<i32>, StoreError> {
@@ -147,18 +144,7 @@ pub(super) async fn token_tags(store: &PostgresStore) -> Result<([u8; 16], u64),
     let get = |name: &str| {
         rows.iter()
             .find(|r| r.get::<_, &str>(0) == name)
-            .map(|r| r.get::<_, Vec<u8>>(1))
+            .map(|r| r.get::<_, &[u8]>(1))
     };
-    let corrupt = |what: &str| StoreError::Corrupt {
-        what: "secret",
-        source: format!("{what} is missing or malformed").into(),
-    };
-    let key: [u8; 16] = get(TOKEN_TAG_KEY)
-        .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| corrupt(TOKEN_TAG_KEY))?;
-    let since = get(TAGGED_SINCE)
-        .and_then(|v| <[u8; 8]>::try_from(v).ok())
-        .map(u64::from_le_bytes)
-        .ok_or_else(|| corrupt(TAGGED_SINCE))?;
-    Ok((key, since))
+    token_tags_of(get(TOKEN_TAG_KEY), get(TAGGED_SINCE))
 }

@@ -217,6 +217,21 @@ pub struct UserRecord {
     pub logins: u64,
 }
 
+impl UserRecord {
+    /// The record of `identity` after a sign-in at `at`, from its record `before` (if any).
+    pub fn after_login(before: Option<UserRecord>, identity: &Identity, at: u64) -> Self {
+        UserRecord {
+            user_id: identity.user_id(),
+            provider: identity.provider.clone(),
+            email: identity.email.clone(),
+            name: identity.name.clone(),
+            first_seen: before.as_ref().map_or(at, |b| b.first_seen),
+            last_login: at,
+            logins: before.map_or(0, |b| b.logins) + 1,
+        }
+    }
+}
+
 /// A long-lived key for a machine (a CI job, an agent), usable as a bearer token wherever
 /// an access token is. Only its sha256 is kept; the key is shown once, when created.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -249,4 +264,28 @@ pub struct StoreStats {
     pub blocked_users: u64,
     /// Size of the store file, where there is one.
     pub file_bytes: Option<u64>,
+}
+
+/// The secrets holding the token tag key and since when tokens are tagged, in every backend
+/// (made once, when the store is created).
+pub(crate) const TOKEN_TAG_KEY: &str = "token_tag_key";
+pub(crate) const TAGGED_SINCE: &str = "tagged_since";
+
+/// The token tag key and since when tokens are tagged, from those two secrets' values.
+pub(crate) fn token_tags_of(
+    key: Option<&[u8]>,
+    since: Option<&[u8]>,
+) -> Result<([u8; 16], u64), super::StoreError> {
+    let corrupt = |what: &str| super::StoreError::Corrupt {
+        what: "secret",
+        source: format!("{what} is missing or malformed").into(),
+    };
+    let key: [u8; 16] = key
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| corrupt(TOKEN_TAG_KEY))?;
+    let since = since
+        .and_then(|v| <[u8; 8]>::try_from(v).ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| corrupt(TAGGED_SINCE))?;
+    Ok((key, since))
 }

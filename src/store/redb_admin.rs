@@ -25,15 +25,7 @@ pub(super) fn record_login(
         Some(raw) => Some(dec(raw.value())?),
         None => None,
     };
-    let rec = UserRecord {
-        user_id: id.clone(),
-        provider: identity.provider.clone(),
-        email: identity.email.clone(),
-        name: identity.name.clone(),
-        first_seen: before.as_ref().map_or(at, |b| b.first_seen),
-        last_login: at,
-        logins: before.map_or(0, |b| b.logins) + 1,
-    };
+    let rec = UserRecord::after_login(before, identity, at);
     users.insert(id.as_str(), enc(&rec).as_slice())?;
     Ok(())
 }
@@ -250,18 +242,10 @@ fn tempfile_in(dir: &Path) -> Result<std::path::PathBuf, StoreError> {
 pub(super) fn token_tags(db: &Database) -> Result<([u8; 16], u64), StoreError> {
     let txn = db.begin_read()?;
     let secrets = txn.open_table(SECRETS)?;
-    let corrupt = |what: &str| StoreError::Corrupt {
-        what: "secret",
-        source: format!("{what} is missing or malformed").into(),
-    };
-    let key: [u8; 16] = secrets
-        .get(TOKEN_TAG_KEY)?
-        .and_then(|v| v.value().try_into().ok())
-        .ok_or_else(|| corrupt(TOKEN_TAG_KEY))?;
-    let since = secrets
-        .get(TAGGED_SINCE)?
-        .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
-        .map(u64::from_le_bytes)
-        .ok_or_else(|| corrupt(TAGGED_SINCE))?;
-    Ok((key, since))
+    let key = secrets.get(TOKEN_TAG_KEY)?;
+    let since = secrets.get(TAGGED_SINCE)?;
+    token_tags_of(
+        key.as_ref().map(|v| v.value()),
+        since.as_ref().map(|v| v.value()),
+    )
 }

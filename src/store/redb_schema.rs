@@ -13,7 +13,7 @@ use ::redb::{
     WriteTransaction,
 };
 
-use super::{AccessRecord, GrantRecord, StoreError, UserRecord};
+use super::{AccessRecord, GrantRecord, StoreError, UserRecord, TAGGED_SINCE, TOKEN_TAG_KEY};
 
 /// The schema this build writes. Bump it, with a migration, whenever a table changes shape.
 pub const SCHEMA_VERSION: u32 = 4;
@@ -41,10 +41,8 @@ pub(super) const BLOCKED: TableDefinition<&str, u64> = TableDefinition::new("blo
 /// Secrets the store keeps for every process using it (since version 3): the key of token
 /// tags and since when tokens are tagged.
 pub(super) const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
-pub(super) const TOKEN_TAG_KEY: &str = "token_tag_key";
 /// API key name → [`super::ApiKeyRecord`] (since version 4).
 pub(super) const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
-pub(super) const TAGGED_SINCE: &str = "tagged_since";
 
 /// Access records are postcard behind this first byte (since version 3; JSON, which starts
 /// with `{`, before): the hot path's cache miss decodes them, and JSON was most of its cost.

@@ -1,42 +1,5 @@
 use super::*;
-use crate::testing::terms;
-use crate::vocab::RedirectUri;
-
-fn gid(id: &str) -> GrantId {
-    GrantId::new(id)
-}
-
-fn grant(id: &str) -> GrantRecord {
-    GrantRecord {
-        grant_id: gid(id),
-        terms: terms("c1"),
-        created_at: 100,
-        verified_at: 100,
-        upstream_credential: None,
-        refresh: true,
-    }
-}
-
-fn tokens(a: &str, r: &str) -> NewTokens {
-    NewTokens {
-        access: SecretHash::of(a),
-        access_expires_at: 1000,
-        refresh: Some(SecretHash::of(r)),
-        refresh_expires_at: 5000,
-        successor: None,
-    }
-}
-
-fn code(grant_id: &str, expires_at: u64) -> CodeRecord {
-    CodeRecord {
-        grant_id: gid(grant_id),
-        terms: terms("c1"),
-        redirect_uri: RedirectUri::parse_registered("http://127.0.0.1/cb", false).unwrap(),
-        code_challenge: "x".into(),
-        expires_at,
-        upstream_credential: None,
-    }
-}
+use crate::store::contract_tests::{code, grant, tokens};
 
 #[tokio::test]
 async fn opens_twice_and_answers_ping() {
