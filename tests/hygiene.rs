@@ -206,29 +206,20 @@ async fn an_upstream_name_that_does_not_resolve_yet_gets_502_and_the_gateway_run
     assert!(gw.logs().contains("upstream host does not resolve"));
 }
 
-fn signal(gw: &Gateway, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &gw.child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig}");
-}
-
 #[tokio::test]
 async fn sighup_reloads_a_lone_sigquit_is_ignored_and_sigterm_stops() {
     let (up, _) = counting_upstream().await;
     let mut gw = Gateway::start(&config(&up, "")).await;
-    signal(&gw, "-HUP");
+    common::signal(gw.child.id(), "-HUP");
     gw.wait_for_log("config reloaded").await;
     // No new authgate waits for the sockets: SIGQUIT must not stop this one.
-    signal(&gw, "-QUIT");
+    common::signal(gw.child.id(), "-QUIT");
     gw.wait_for_log("no new authgate is waiting for the sockets")
         .await;
     let r = reqwest::get(gw.url("/healthz")).await.unwrap();
     assert_eq!(r.status(), 200, "still serving");
     assert!(gw.child.try_wait().unwrap().is_none());
-    signal(&gw, "-TERM");
+    common::signal(gw.child.id(), "-TERM");
     let status = common::eventually("authgate stopping on SIGTERM", || {
         gw.child.try_wait().unwrap()
     })

@@ -51,15 +51,6 @@ fn cli(gw: &Gateway, args: &[&str]) -> (bool, String, String) {
     common::admin_cli(gw, ADMIN_TOKEN, args)
 }
 
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} {pid}");
-}
-
 /// Requests from `workers` tasks until stopped: (answered 200, anything else).
 struct Load {
     stop: Arc<AtomicBool>,
@@ -205,7 +196,7 @@ async fn reload_applies_good_files_refuses_broken_ones_and_drops_no_request() {
         format!("{changed}\n[[scope]]\nname = 7\n"),
     )
     .unwrap();
-    signal(gw.child.id(), "-HUP");
+    common::signal(gw.child.id(), "-HUP");
     gw.wait_for_log("reload refused").await;
     assert!(
         gw.logs().contains("authgate.toml:"),
@@ -647,7 +638,7 @@ async fn the_admin_cli_lists_revokes_blocks_backs_up_and_diagnoses() {
     // Restore the backup on the stopped gateway: the revoked grant is back.
     let config = gw.config_path();
     let dir = gw.dir.path().to_path_buf();
-    signal(gw.child.id(), "-TERM");
+    common::signal(gw.child.id(), "-TERM");
     let mut gw = gw;
     common::eventually("the gateway stopping", || gw.child.try_wait().unwrap()).await;
     let mut restore = Command::new(env!("CARGO_BIN_EXE_authgate"));
@@ -768,7 +759,7 @@ async fn the_binary_is_replaced_under_load_and_every_request_read_is_answered() 
         sock.exists().then_some(())
     })
     .await;
-    signal(old.child.id(), "-QUIT");
+    common::signal(old.child.id(), "-QUIT");
     let status = common::eventually("the old process exiting after the handover", || {
         old.child.try_wait().unwrap()
     })

@@ -247,11 +247,7 @@ async fn policies_decide_upstreams_tools_and_lists_end_to_end() {
         "{POLICY}\n[[rule]]\nname = \"alice is away\"\neffect = \"deny\"\nupstreams = [\"everything\"]\nemails = [\"alice@example.test\"]\n"
     );
     std::fs::write(dir.path().join("policy.toml"), closed).unwrap();
-    let hup = Command::new("kill")
-        .args(["-HUP", &gw.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
+    common::signal(gw.child.id(), "-HUP");
     gw.wait_for_log("config reloaded").await;
     let ping = json!({"jsonrpc":"2.0","id":9,"method":"ping"});
     let r = post(&gw, "/everything", token, &[], ping).await;

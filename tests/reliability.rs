@@ -42,15 +42,6 @@ async fn held_stream_upstream() -> (String, Arc<Notify>) {
     (format!("http://{}", common::serve(app).await), release)
 }
 
-fn signal(gw: &Gateway, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &gw.child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig}");
-}
-
 /// Opens a stream through the gateway and waits for its first event.
 async fn open_stream(gw: &Gateway) -> impl futures_util::Stream<Item = reqwest::Result<Bytes>> {
     let r = reqwest::Client::new()
@@ -78,7 +69,7 @@ async fn sigterm_stops_accepting_lets_an_open_stream_finish_then_exits() {
         .build();
     let mut gw = Gateway::start(&config).await;
     let mut stream = open_stream(&gw).await;
-    signal(&gw, "-TERM");
+    common::signal(gw.child.id(), "-TERM");
     gw.wait_for_log("\"message\":\"draining\"").await;
     // No new connections, while the stream stays open.
     common::eventually("the listener closing", || {
@@ -117,7 +108,7 @@ async fn streams_left_at_the_end_of_the_grace_period_are_cut_and_logged() {
         .build();
     let mut gw = Gateway::start(&config).await;
     let _stream = open_stream(&gw).await;
-    signal(&gw, "-TERM");
+    common::signal(gw.child.id(), "-TERM");
     common::eventually("authgate exiting after the grace period", || {
         gw.child.try_wait().unwrap()
     })

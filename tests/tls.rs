@@ -155,11 +155,7 @@ async fn tls_serves_http2_streams_sse_and_reloads_its_certificate() {
 
     // Another certificate in the same files, then SIGHUP: new handshakes get it.
     install_certificate(dir.path(), "server2");
-    let hup = Command::new("kill")
-        .args(["-HUP", &gw.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
+    common::signal(gw.0.id(), "-HUP");
     common::eventually("the reload", || {
         logs().contains("config reloaded").then_some(())
     })
@@ -183,11 +179,7 @@ async fn tls_serves_http2_streams_sse_and_reloads_its_certificate() {
         "{err}"
     );
     // ...and by a reload, which keeps serving the last good certificate.
-    let hup = Command::new("kill")
-        .args(["-HUP", &gw.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
+    common::signal(gw.0.id(), "-HUP");
     common::eventually("the refused reload", || {
         logs().contains("reload refused").then_some(())
     })
@@ -380,11 +372,7 @@ async fn a_binary_upgrade_hands_tls_listeners_over() {
         sock.exists().then_some(())
     })
     .await;
-    let killed = Command::new("kill")
-        .args(["-QUIT", &old.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    common::signal(old.0.id(), "-QUIT");
     let status = common::eventually("the old process exiting after the handover", || {
         old.0.try_wait().unwrap()
     })

@@ -306,6 +306,16 @@ pub fn stored_text(gw: &Gateway) -> String {
     }
 }
 
+/// Sends `sig` (`-HUP`, `-QUIT`, `-TERM`…) to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
