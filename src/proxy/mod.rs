@@ -255,6 +255,10 @@ impl Gateway {
         ctx: &mut RequestCtx,
         route: &router::Route,
     ) -> Option<Reply> {
+        // One URL: replica 0, and the session id passes through untouched.
+        if !route.replicas.balanced() {
+            return None;
+        }
         let id = session
             .req_header()
             .headers

@@ -178,7 +178,7 @@ impl Replicas {
 
     /// The peer of replica `index` (see [`Replica::peer`]).
     pub async fn peer(&self, index: usize) -> Option<HttpPeer> {
-        self.list[index].clone().peer().await
+        self.list[index].peer().await
     }
 
     /// Probes every replica whose last probe is older than the upstream's interval.
@@ -273,7 +273,7 @@ impl Replica {
     /// The peer to connect to. A stale resolution is used while a fresh one is looked up in
     /// the background; only a replica that never resolved waits for DNS (and fails with
     /// `None` while the name does not resolve).
-    pub async fn peer(self: Arc<Self>) -> Option<HttpPeer> {
+    pub async fn peer(self: &Arc<Self>) -> Option<HttpPeer> {
         let current = self.resolved.load_full();
         if let Some(r) = &current {
             let stale = self.ip_literal().is_none() && r.at.elapsed() >= self.upstream.dns_refresh;
@@ -317,7 +317,7 @@ impl Replica {
 
     /// One health probe: a TCP connection to the replica within `connect_timeout`.
     async fn probe(self: Arc<Self>) {
-        let Some(peer) = self.clone().peer().await else {
+        let Some(peer) = self.peer().await else {
             self.set_healthy(false, "its host name does not resolve");
             return;
         };
