@@ -167,13 +167,15 @@ for rep in $(seq 1 "$REPS"); do
   done
 done
 
-echo "| target | req/s (median of $REPS) | vs one_redb |"
-echo "|---|---|---|"
+echo "| target | req/s (median of $REPS) | min–max | vs one_redb |"
+echo "|---|---|---|---|"
 base=
 for t in one_redb one_pg two_pg; do
-  med=$(awk -v t="$t" '$1==t {print $3}' "$results" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  runs=$(awk -v t="$t" '$1==t {print $3}' "$results" | sort -n)
+  med=$(printf '%s\n' "$runs" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  lo=$(printf '%s\n' "$runs" | head -1); hi=$(printf '%s\n' "$runs" | tail -1)
   [ -n "$base" ] || base=$med
-  printf '| %s | %.0f | %.2f× |\n' "$t" "$med" "$(awk -v a="$med" -v b="$base" 'BEGIN {print a/b}')"
+  printf '| %s | %.0f | %.0f–%.0f | %.2f× |\n' "$t" "$med" "$lo" "$hi" "$(awk -v a="$med" -v b="$base" 'BEGIN {print a/b}')"
 done
 bad=$(awk 'NR>1 && $4 > 0' "$results")
 [ -z "$bad" ] || { echo "replicas: non-2xx answers during the runs:" >&2; echo "$bad" >&2; exit 1; }
